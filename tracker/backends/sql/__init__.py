@@ -1,0 +1,1 @@
+"""The native store: metadata in SQLite or PostgreSQL through SQLAlchemy, artifacts via fsspec."""

@@ -1,0 +1,167 @@
+"""Engine set-up, transactions and driver-error translation for the native store, in one place.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL`` and takes its write lock up front
+(``BEGIN IMMEDIATE``), so concurrent writers queue on the busy timeout instead of failing
+half-way through a transaction when a read lock cannot be upgraded.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc, select
+from sqlalchemy.pool import NullPool
+
+from tracker.backends.sql import migrations
+from tracker.backends.sql.models import SCHEMA_VERSION, SchemaRow, metadata
+from tracker.errors import SchemaVersionError, StoreError
+
+BUSY_TIMEOUT_S = 60.0
+# Any constant: serialises schema creation and upgrades between processes on PostgreSQL.
+_PG_SCHEMA_LOCK = 0x7472_6B72
+
+
+class Database:
+    """A metadata database: one engine, write/read transactions, schema checks.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://…``).
+        upgrade: migrate an older schema forward on open; if False an older schema raises
+            :class:`SchemaVersionError` naming the command that upgrades it.
+    """
+
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self.dialect = self.engine.dialect.name
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (db := ref()) is not None and db._after_fork())
+        self.ensure_schema(upgrade=upgrade)
+
+    def _after_fork(self) -> None:
+        # Pooled connections must not be shared with a forked child.
+        self.engine.dispose(close=False)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any error."""
+        with _translate(), self.engine.connect() as conn:
+            conn.execution_options(tracker_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with _translate(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def schema_version(self) -> int | None:
+        """The version recorded in the store, or None for an empty database."""
+        with self.read() as conn:
+            return _read_version(conn)
+
+    def ensure_schema(self, *, upgrade: bool = True) -> None:
+        try:
+            found = self.schema_version()
+        except StoreError:
+            found = None  # no tables yet
+        if found == SCHEMA_VERSION:
+            return
+        _check_not_newer(found, self.url)
+        if found is not None and not upgrade:
+            raise SchemaVersionError(
+                f"store {self.url!r} has schema v{found}, this tracker expects "
+                f"v{SCHEMA_VERSION}: run `tracker db upgrade` (or open it with upgrade=True)"
+            )
+        self.upgrade()
+
+    def upgrade(self) -> int:
+        """Create the schema or migrate it forward; safe when several processes race."""
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SCHEMA_LOCK})")
+            found = _read_version(conn) if _has_schema_table(conn) else None
+            _check_not_newer(found, self.url)
+            if found is None:
+                metadata.create_all(conn)
+                conn.execute(SchemaRow.__table__.insert().values(id=1, version=SCHEMA_VERSION))
+                return SCHEMA_VERSION
+            for version, step in migrations.steps_after(found):
+                step(conn)
+                conn.execute(
+                    SchemaRow.__table__.update().where(SchemaRow.__table__.c.id == 1),
+                    {"version": version},
+                )
+            return _read_version(conn) or SCHEMA_VERSION
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _check_not_newer(found: int | None, url: str) -> None:
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"store {url!r} has schema v{found}, written by a newer tracker than this one "
+            f"(v{SCHEMA_VERSION}): upgrade tracker (pip install -U tracker) to open it"
+        )
+
+
+def _has_schema_table(conn: Connection) -> bool:
+    return conn.dialect.has_table(conn, SchemaRow.__tablename__)
+
+
+def _read_version(conn: Connection) -> int | None:
+    if not _has_schema_table(conn):
+        return None
+    row = conn.execute(select(SchemaRow.__table__.c.version)).first()
+    return None if row is None else int(row[0])
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    """Map driver errors onto StoreError; tracker's own errors pass through."""
+    try:
+        yield
+    except exc.DBAPIError as e:
+        raise StoreError(f"database error: {e.orig}") from e
+    except exc.SQLAlchemyError as e:
+        raise StoreError(f"database error: {e}") from e
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if path and path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+    else:
+        engine = create_engine(url, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is DEFERRED).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal" and path and path != ":memory:":
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("tracker_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

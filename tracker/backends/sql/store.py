@@ -1,0 +1,442 @@
+"""The native :class:`~tracker.manager.ExpManager` over SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, delete, exc, select, update
+
+from tracker.backends.sql.db import Database
+from tracker.backends.sql.models import (
+    ArtifactRow,
+    ExperimentRow,
+    LatestMetricRow,
+    MetricRow,
+    ParamRow,
+    RunRow,
+    TagRow,
+)
+from tracker.entities import (
+    TRANSITIONS,
+    ArtifactEntry,
+    ExperimentInfo,
+    Lifecycle,
+    Metric,
+    RunData,
+    RunInfo,
+    RunStatus,
+    ViewType,
+)
+from tracker.errors import (
+    AlreadyExistsError,
+    ExperimentNotFound,
+    InvalidInputError,
+    InvalidStateError,
+    InvalidTransition,
+    RunNotFound,
+    StoreError,
+)
+from tracker.manager import ExpManager, now_ms
+from tracker.validation import as_number
+
+EXP = ExperimentRow.__table__
+RUNS = RunRow.__table__
+PARAMS = ParamRow.__table__
+TAGS = TagRow.__table__
+METRICS = MetricRow.__table__
+LATEST = LatestMetricRow.__table__
+ARTIFACTS = ArtifactRow.__table__
+
+_CHUNK = 500  # ids per IN (...) list, well under every driver's bound-parameter limit
+_RUN_FIELDS = {"start_time", "end_time", "heartbeat", "pid", "host", "name"}
+
+
+class SQLExpManager(ExpManager):
+    """Metadata in a SQL database (SQLite file or PostgreSQL), artifacts through fsspec.
+
+    Args:
+        uri: a SQLAlchemy URL such as ``sqlite:///path/tracker.db`` or
+            ``postgresql+psycopg://user@host/db``.
+        upgrade: migrate an older schema on open (default) instead of refusing it.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        default_exp_name: str = "Experiment",
+        artifact_uri: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        upgrade: bool = True,
+    ) -> None:
+        super().__init__(uri, default_exp_name, artifact_uri, storage_options)
+        self.db = Database(uri, upgrade=upgrade)
+        self._pks: dict[str, int] = {}
+        self._sql = _RawSQL(self.db.engine.dialect.paramstyle)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # ------------------------------------------------------------------------------ experiments
+
+    def create_experiment(self, name: str) -> ExperimentInfo:
+        try:
+            with self.db.write() as conn:
+                ts = now_ms()
+                pk = conn.execute(
+                    EXP.insert().values(name=name, lifecycle="active", creation_time=ts)
+                ).inserted_primary_key[0]
+        except StoreError as e:
+            if isinstance(e.__cause__, exc.IntegrityError):
+                raise AlreadyExistsError(f"an experiment named {name!r} already exists") from e
+            raise
+        return ExperimentInfo(str(pk), name, Lifecycle.ACTIVE, ts)
+
+    def get_experiment(self, experiment_id: str) -> ExperimentInfo:
+        pk = _int_id(experiment_id)
+        with self.db.read() as conn:
+            row = None if pk is None else conn.execute(select(EXP).where(EXP.c.id == pk)).first()
+        if row is None:
+            raise ExperimentNotFound(f"no experiment with id {experiment_id!r}")
+        return _exp_info(row)
+
+    def find_experiment(self, name: str) -> ExperimentInfo | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(EXP).where(EXP.c.name == name, EXP.c.lifecycle == "active")
+            ).first()
+        return None if row is None else _exp_info(row)
+
+    def list_experiment_infos(self, view: ViewType = ViewType.ACTIVE_ONLY) -> list[ExperimentInfo]:
+        query = select(EXP).where(EXP.c.lifecycle.in_(view.stages())).order_by(EXP.c.id)
+        with self.db.read() as conn:
+            return [_exp_info(r) for r in conn.execute(query)]
+
+    def set_experiment_lifecycle(self, experiment_id: str, lifecycle: Lifecycle) -> None:
+        info = self.get_experiment(experiment_id)
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    update(EXP).where(EXP.c.id == int(info.experiment_id)),
+                    {"lifecycle": Lifecycle(lifecycle).value},
+                )
+        except StoreError as e:
+            if isinstance(e.__cause__, exc.IntegrityError):
+                raise AlreadyExistsError(
+                    f"cannot restore experiment {info.name!r}: an active experiment has that "
+                    "name; rename or delete it first"
+                ) from e
+            raise
+
+    # ------------------------------------------------------------------------------------- runs
+
+    def create_run(
+        self,
+        experiment_id: str,
+        name: str,
+        status: RunStatus = RunStatus.RUNNING,
+        *,
+        start_time: int | None = None,
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> RunInfo:
+        exp = self.get_experiment(experiment_id)
+        if exp.lifecycle is not Lifecycle.ACTIVE:
+            raise ExperimentNotFound(f"experiment {experiment_id!r} is deleted")
+        run_id = uuid.uuid4().hex
+        ts = now_ms()
+        values = {
+            "id": run_id,
+            "experiment_id": int(exp.experiment_id),
+            "name": name,
+            "status": RunStatus(status).value,
+            "lifecycle": "active",
+            "start_time": start_time if start_time is not None else ts,
+            "heartbeat": ts if status is RunStatus.RUNNING else None,
+            "pid": pid,
+            "host": host,
+        }
+        with self.db.write() as conn:
+            self._pks[run_id] = conn.execute(RUNS.insert().values(**values)).inserted_primary_key[0]
+        return _run_info({**values, "experiment_id": exp.experiment_id, "end_time": None})
+
+    def get_run_info(self, run_id: str) -> RunInfo:
+        with self.db.read() as conn:
+            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+        if row is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return _run_info(row._mapping)
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        expect: Iterable[RunStatus] | None = None,
+        lifecycle: Lifecycle | None = None,
+        **fields: Any,
+    ) -> RunInfo:
+        unknown = set(fields) - _RUN_FIELDS
+        if unknown:
+            raise InvalidInputError(f"update_run cannot set {sorted(unknown)}")
+        with self.db.write() as conn:
+            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id).with_for_update()).first()
+            if row is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            values = dict(fields)
+            if status is not None:
+                current = RunStatus(row.status)
+                _check_transition(run_id, current, RunStatus(status), expect)
+                values["status"] = RunStatus(status).value
+            if lifecycle is not None:
+                values["lifecycle"] = Lifecycle(lifecycle).value
+            if values:
+                conn.execute(update(RUNS).where(RUNS.c.pk == row.pk), values)
+        return _run_info({**row._mapping, **values, "experiment_id": str(row.experiment_id)})
+
+    def get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
+        out: dict[str, RunData] = {}
+        with self.db.read() as conn:
+            for chunk in _chunks(list(run_ids)):
+                ids = dict(
+                    conn.execute(select(RUNS.c.pk, RUNS.c.id).where(RUNS.c.id.in_(chunk))).all()
+                )
+                data = {pk: RunData() for pk in ids}
+                for table, attr in ((PARAMS, "params"), (LATEST, "metrics"), (TAGS, "tags")):
+                    query = select(table.c.run_pk, table.c.key, table.c.value).where(
+                        table.c.run_pk.in_(list(ids))
+                    )
+                    for pk, key, value in conn.execute(query):
+                        if attr == "metrics" and value is None:
+                            value = float("nan")
+                        getattr(data[pk], attr)[key] = value
+                out.update({ids[pk]: d for pk, d in data.items()})
+        return out
+
+    def search_run_infos(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter_string: str = "",
+        order_by: Sequence[str] | str | None = None,
+        max_results: int | None = None,
+        view: ViewType = ViewType.ACTIVE_ONLY,
+    ) -> list[RunInfo]:
+        from tracker.backends.sql.query import select_runs
+        from tracker.search import parse_filter, parse_order_by
+
+        expr = parse_filter(filter_string or "")
+        order = parse_order_by(order_by)
+        pks = None
+        if experiment_ids is not None:
+            pks = [p for p in (_int_id(e) for e in experiment_ids) if p is not None]
+        query = select_runs(expr, order, pks, ViewType(view).stages(), max_results, self.db.dialect)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [_run_info({**r._mapping, "experiment_id": str(r.experiment_id)}) for r in rows]
+
+    def log_batch(
+        self,
+        run_id: str,
+        params: Mapping[str, str] | None = None,
+        metrics: Sequence[Metric] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        if not (params or metrics or tags):
+            return
+        with self._writable(run_id, data=bool(params or metrics)) as (conn, pk):
+            if params:
+                self._insert_params(conn, pk, run_id, params)
+            if metrics:
+                self._insert_metrics(conn, pk, metrics)
+            if tags:
+                conn.exec_driver_sql(self._sql.upsert_tag, [(pk, k, v) for k, v in tags.items()])
+
+    def _insert_params(
+        self, conn: Connection, pk: int, run_id: str, params: Mapping[str, str]
+    ) -> None:
+        query = select(PARAMS.c.key, PARAMS.c.value).where(
+            PARAMS.c.run_pk == pk, PARAMS.c.key.in_(list(params))
+        )
+        existing = dict(conn.execute(query).all())
+        for key, old in existing.items():
+            if old != params[key]:
+                raise InvalidInputError(
+                    f"param {key!r} of run {run_id} is already {old!r}; params are immutable, "
+                    f"so it cannot become {params[key]!r} (log it under another key, or use a tag)"
+                )
+        new = [(pk, k, v, as_number(v)) for k, v in params.items() if k not in existing]
+        if new:
+            conn.exec_driver_sql(self._sql.insert_param, new)
+
+    def _insert_metrics(self, conn: Connection, pk: int, metrics: Sequence[Metric]) -> None:
+        latest: dict[str, Metric] = {}
+        rows = []
+        for m in metrics:
+            rows.append((pk, m.key, m.step, m.timestamp, m.value if m.value == m.value else None))
+            cur = latest.get(m.key)
+            if cur is None or (m.step, m.timestamp) >= (cur.step, cur.timestamp):
+                latest[m.key] = m
+        conn.exec_driver_sql(self._sql.insert_metric, rows)
+        conn.exec_driver_sql(
+            self._sql.upsert_latest,
+            [
+                (pk, m.key, m.step, m.timestamp, m.value if m.value == m.value else None)
+                for m in latest.values()
+            ],
+        )
+
+    @contextmanager
+    def _writable(self, run_id: str, *, data: bool) -> Iterator[tuple[Connection, int]]:
+        """A write transaction on a run that may take data (or only tags) right now."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                select(RUNS.c.pk, RUNS.c.status, RUNS.c.lifecycle).where(RUNS.c.id == run_id)
+            ).first()
+            if row is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            if row.lifecycle != "active":
+                raise InvalidStateError(f"run {run_id} is deleted; restore it before writing")
+            if data and RunStatus(row.status).is_terminal:
+                raise InvalidStateError(
+                    f"run {run_id} is {row.status}; params and metrics go to a running run "
+                    "(resume it with R.start(recorder_id=..., resume=True))"
+                )
+            yield conn, row.pk
+
+    def delete_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        with self._writable(run_id, data=False) as (conn, pk):
+            conn.execute(delete(TAGS).where(TAGS.c.run_pk == pk, TAGS.c.key.in_(list(keys))))
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        pk = self._pk(run_id)
+        query = (
+            select(METRICS.c.key, METRICS.c.value, METRICS.c.step, METRICS.c.timestamp)
+            .where(METRICS.c.run_pk == pk, METRICS.c.key == key)
+            .order_by(METRICS.c.step, METRICS.c.timestamp, METRICS.c.id)
+        )
+        with self.db.read() as conn:
+            return [
+                Metric(k, float("nan") if v is None else v, s, t)
+                for k, v, s, t in conn.execute(query)
+            ]
+
+    def delete_run_permanently(self, run_id: str) -> None:
+        pk = self._pk(run_id)
+        with self.db.write() as conn:
+            for table in (METRICS, LATEST, PARAMS, TAGS, ARTIFACTS):
+                conn.execute(delete(table).where(table.c.run_pk == pk))
+            conn.execute(delete(RUNS).where(RUNS.c.pk == pk))
+        self._pks.pop(run_id, None)
+
+    # -------------------------------------------------------------------------------- artifacts
+
+    def record_artifacts(self, run_id: str, entries: Sequence[ArtifactEntry]) -> None:
+        if not entries:
+            return
+        with self._writable(run_id, data=False) as (conn, pk):
+            conn.exec_driver_sql(
+                self._sql.upsert_artifact,
+                [(pk, e.path, e.size, e.checksum, e.mtime) for e in entries],
+            )
+
+    def list_artifact_entries(self, run_id: str) -> list[ArtifactEntry]:
+        pk = self._pk(run_id)
+        query = (
+            select(ARTIFACTS.c.path, ARTIFACTS.c.size, ARTIFACTS.c.checksum, ARTIFACTS.c.mtime)
+            .where(ARTIFACTS.c.run_pk == pk)
+            .order_by(ARTIFACTS.c.path)
+        )
+        with self.db.read() as conn:
+            return [ArtifactEntry(*r) for r in conn.execute(query)]
+
+    # ---------------------------------------------------------------------------------- helpers
+
+    def _pk(self, run_id: str) -> int:
+        pk = self._pks.get(run_id)
+        if pk is None:
+            with self.db.read() as conn:
+                pk = conn.execute(select(RUNS.c.pk).where(RUNS.c.id == run_id)).scalar()
+            if pk is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            self._pks[run_id] = pk
+        return pk
+
+
+class _RawSQL:
+    """Hot-path statements as driver SQL: executemany on the DBAPI cursor skips SQLAlchemy's
+    per-row parameter processing, which is most of the cost of a large metric batch."""
+
+    def __init__(self, paramstyle: str) -> None:
+        def marks(n: int) -> str:
+            return ", ".join(["?" if paramstyle == "qmark" else "%s"] * n)
+
+        self.insert_metric = (
+            f'INSERT INTO metrics (run_pk, "key", step, timestamp, value) VALUES ({marks(5)})'
+        )
+        self.upsert_latest = (
+            f'INSERT INTO latest_metrics (run_pk, "key", step, timestamp, value) '
+            f"VALUES ({marks(5)}) "
+            'ON CONFLICT (run_pk, "key") DO UPDATE SET step = excluded.step, '
+            "timestamp = excluded.timestamp, value = excluded.value "
+            "WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step "
+            "AND excluded.timestamp >= latest_metrics.timestamp)"
+        )
+        self.insert_param = (
+            f'INSERT INTO params (run_pk, "key", value, value_num) VALUES ({marks(4)}) '
+            'ON CONFLICT (run_pk, "key") DO NOTHING'
+        )
+        self.upsert_tag = (
+            f'INSERT INTO tags (run_pk, "key", value) VALUES ({marks(3)}) '
+            'ON CONFLICT (run_pk, "key") DO UPDATE SET value = excluded.value'
+        )
+        self.upsert_artifact = (
+            f"INSERT INTO artifacts (run_pk, path, size, checksum, mtime) VALUES ({marks(5)}) "
+            "ON CONFLICT (run_pk, path) DO UPDATE SET size = excluded.size, "
+            "checksum = excluded.checksum, mtime = excluded.mtime"
+        )
+
+
+def _check_transition(
+    run_id: str, current: RunStatus, new: RunStatus, expect: Iterable[RunStatus] | None
+) -> None:
+    if expect is not None and current not in set(expect):
+        raise InvalidTransition(f"run {run_id} is {current}, expected one of {sorted(expect)}")
+    if new != current and new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current]))
+        raise InvalidTransition(
+            f"run {run_id} cannot go from {current} to {new} (allowed: {allowed})"
+        )
+
+
+def _int_id(experiment_id: object) -> int | None:
+    try:
+        return int(str(experiment_id))
+    except ValueError:
+        return None
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _exp_info(row: Any) -> ExperimentInfo:
+    return ExperimentInfo(str(row.id), row.name, Lifecycle(row.lifecycle), row.creation_time)
+
+
+def _run_info(m: Mapping[str, Any]) -> RunInfo:
+    return RunInfo(
+        run_id=m["id"],
+        experiment_id=str(m["experiment_id"]),
+        name=m["name"],
+        status=RunStatus(m["status"]),
+        lifecycle=Lifecycle(m["lifecycle"]),
+        start_time=m["start_time"],
+        end_time=m["end_time"],
+        heartbeat=m["heartbeat"],
+        pid=m["pid"],
+        host=m["host"],
+    )

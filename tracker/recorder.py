@@ -1,0 +1,336 @@
+"""``Recorder``: one tracked run, with Qlib's method names and semantics."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tracker import codestate, writer
+from tracker.entities import Metric, RunInfo, RunStatus
+from tracker.errors import InvalidInputError, InvalidStateError, LoadObjectError, TrackerError
+from tracker.manager import ExpManager, now_ms
+from tracker.validation import check_key, metric_step, metric_value, text_items
+
+DEFAULT_RECORDER_NAME = "mlflow_recorder"  # Qlib's name, so R.get_recorder() finds old runs
+
+
+def local_time(ms: int | None) -> str | None:
+    """Qlib shows times as local-time strings."""
+    return None if ms is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+class Recorder:
+    """A run. Built by :class:`~tracker.experiment.Experiment`; ``start_run`` creates (or
+    resumes) it in the store, ``end_run`` ends it.
+
+    Metrics and tags logged while it runs in this process are queued and written in the
+    background (``async_log=False`` writes each call at once); params are written at once, so
+    a conflicting value raises where it was logged.
+    """
+
+    STATUS_S = RunStatus.SCHEDULED.value
+    STATUS_R = RunStatus.RUNNING.value
+    STATUS_FI = RunStatus.FINISHED.value
+    STATUS_FA = RunStatus.FAILED.value
+    STATUS_K = RunStatus.KILLED.value
+
+    def __init__(
+        self,
+        manager: ExpManager,
+        experiment_id: str,
+        name: str | None = None,
+        info: RunInfo | None = None,
+        *,
+        async_log: bool = True,
+    ) -> None:
+        self.manager = manager
+        self.experiment_id = experiment_id
+        self.name = name or (info.name if info else DEFAULT_RECORDER_NAME)
+        self.async_log = async_log
+        self._info = info
+        self._buffer: writer.LogBuffer | None = None
+
+    # -------------------------------------------------------------------------------- identity
+
+    @property
+    def id(self) -> str | None:
+        return None if self._info is None else self._info.run_id
+
+    @property
+    def run_info(self) -> RunInfo:
+        return self._require_info()
+
+    @property
+    def status(self) -> str:
+        return RunStatus.SCHEDULED.value if self._info is None else self._info.status.value
+
+    @property
+    def start_time(self) -> str | None:
+        return None if self._info is None else local_time(self._info.start_time)
+
+    @property
+    def end_time(self) -> str | None:
+        return None if self._info is None else local_time(self._info.end_time)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {
+            "class": type(self).__name__,
+            "id": self.id,
+            "name": self.name,
+            "experiment_id": self.experiment_id,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "status": self.status,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(info={self.info})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Recorder) and self.id is not None and self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def refresh(self) -> Recorder:
+        """Re-read status and times from the store."""
+        self._info = self.manager.get_run_info(self._require_id())
+        return self
+
+    # ------------------------------------------------------------------------------- lifecycle
+
+    def start_run(self) -> Recorder:
+        """Create the run, or resume it if it has an id; it is RUNNING afterwards."""
+        pid, host, ts = os.getpid(), socket.gethostname(), now_ms()
+        first = self._info is None
+        if first:
+            self._info = self.manager.create_run(
+                self.experiment_id, self.name, RunStatus.RUNNING, pid=pid, host=host
+            )
+        else:
+            self._info = self.manager.update_run(
+                self._require_id(),
+                status=RunStatus.RUNNING,
+                start_time=ts,
+                end_time=None,
+                heartbeat=ts,
+                pid=pid,
+                host=host,
+            )
+        run_id = self._require_id()
+        self._buffer = writer.LogBuffer(self.manager, run_id)
+        writer.register(self._buffer)
+        writer.track_live(run_id, self.end_run)
+        self._log_code_state()
+        if first:
+            self.manager.log_params(run_id, {"cmd-sys.argv": " ".join(sys.argv)})
+        return self
+
+    def end_run(self, status: str | RunStatus = RunStatus.FINISHED) -> None:
+        """Flush what is queued, then end the run with ``status`` (a no-op if not started
+        here). A queued write that fails is raised after the run is ended as FAILED."""
+        status = _status(status)
+        buffer, self._buffer = self._buffer, None
+        if buffer is None:
+            return
+        run_id = self._require_id()
+        writer.unregister(run_id)
+        writer.untrack_live(run_id)
+        error: BaseException | None = None
+        try:
+            buffer.raise_error()
+            buffer.flush()
+        except TrackerError as e:
+            error, status = e, RunStatus.FAILED
+        self._info = self.manager.update_run(run_id, status=status, end_time=now_ms())
+        if error is not None:
+            raise error
+
+    def _log_code_state(self) -> None:
+        state = codestate.capture()
+        if state is None:
+            return
+        for name, text in state.files.items():
+            self._put(name, text.encode())
+        tags = {"tracker.git_dirty": str(state.dirty).lower()}
+        if state.commit:
+            tags["tracker.git_commit"] = state.commit
+        self.manager.set_tags(self._require_id(), tags)
+
+    # --------------------------------------------------------------------------------- logging
+
+    def log_params(self, **kwargs: Any) -> None:
+        self.manager.log_batch(self._require_id(), params=text_items(kwargs, "param"))
+
+    def log_metrics(self, step: int | None = None, **kwargs: Any) -> None:
+        ts, st = now_ms(), metric_step(step)
+        points = [Metric(check_key(k), metric_value(k, v), st, ts) for k, v in kwargs.items()]
+        buffer = self._buffer
+        if buffer is not None and self.async_log:
+            if buffer.error is not None:
+                buffer.raise_error()
+            buffer.add_metrics(points)
+        else:
+            self.manager.log_batch(self._require_id(), metrics=points)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        self.log_metrics(step=step, **{key: value})
+
+    def set_tags(self, **kwargs: Any) -> None:
+        tags = text_items(kwargs, "tag")
+        buffer = self._buffer
+        if buffer is not None and self.async_log:
+            buffer.raise_error()
+            buffer.add_tags(tags)
+        else:
+            self.manager.set_tags(self._require_id(), tags)
+
+    def delete_tags(self, *keys: str) -> None:
+        self.flush()
+        self.manager.delete_tags(self._require_id(), list(keys))
+
+    def flush(self) -> None:
+        """Write everything queued now; raises a failed background write."""
+        if self.id is not None:
+            writer.flush_run(self.id)
+
+    # --------------------------------------------------------------------------------- reading
+
+    def _data(self) -> Any:
+        self.flush()
+        run_id = self._require_id()
+        return self.manager.get_runs_data([run_id])[run_id]
+
+    def list_metrics(self) -> dict[str, float]:
+        """Latest value of each metric."""
+        return dict(self._data().metrics)
+
+    def list_params(self) -> dict[str, str]:
+        return dict(self._data().params)
+
+    def list_tags(self) -> dict[str, str]:
+        return dict(self._data().tags)
+
+    def get_metric_history(self, key: str) -> list[Metric]:
+        """Every (step, value, timestamp) of ``key``, in step order."""
+        self.flush()
+        return self.manager.get_metric_history(self._require_id(), key)
+
+    # ------------------------------------------------------------------------------- artifacts
+
+    @property
+    def _prefix(self) -> str:
+        return self._require_info().artifact_prefix
+
+    def _put(self, path: str, data: bytes) -> None:
+        entry = self.manager.artifacts.put_bytes(self._prefix, path, data)
+        self.manager.record_artifacts(self._require_id(), [entry])
+
+    def save_objects(
+        self,
+        local_path: str | os.PathLike[str] | None = None,
+        artifact_path: str | None = None,
+        **objects: Any,
+    ) -> None:
+        """Store a local file or directory, or Python objects by name. The name's suffix
+        picks the format: ``.parquet``, ``.json``, else pickle (``pred.pkl``, ``task`` …).
+        Saving an existing name replaces it."""
+        from tracker.artifacts import dumps
+
+        if local_path is not None and objects:
+            raise InvalidInputError("save_objects takes local_path or objects by name, not both")
+        if local_path is not None:
+            self.log_artifact(local_path, artifact_path)
+            return
+        store = self.manager.artifacts
+        entries = []
+        for name, obj in objects.items():
+            path = f"{artifact_path.rstrip('/')}/{name}" if artifact_path else name
+            store.validate_path(path)
+            entries.append(store.put_bytes(self._prefix, path, dumps(name, obj)))
+        self.manager.record_artifacts(self._require_id(), entries)
+
+    def load_object(self, name: str, unpickler: type[pickle.Unpickler] | None = None) -> Any:
+        """The object saved under ``name``; any failure raises LoadObjectError naming it."""
+        from tracker.artifacts import loads
+
+        try:
+            data = self.manager.artifacts.get_bytes(self._prefix, name)
+        except Exception as e:
+            raise LoadObjectError(f"cannot load artifact {name!r} of run {self.id}: {e}") from e
+        return loads(name, data, unpickler)
+
+    def log_artifact(
+        self, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
+        """A local file goes under ``artifact_path/<its name>``; a directory's contents go
+        under ``artifact_path``."""
+        path = Path(local_path)
+        store = self.manager.artifacts
+        if path.is_dir():
+            entries = store.put_dir(self._prefix, str(path), artifact_path)
+        elif path.is_file():
+            entries = [store.put_file(self._prefix, str(path), artifact_path)]
+        else:
+            raise InvalidInputError(f"log_artifact: {str(path)!r} is not a file or directory")
+        self.manager.record_artifacts(self._require_id(), entries)
+
+    def list_artifacts(
+        self, artifact_path: str | None = None, recursive: bool = False
+    ) -> list[str]:
+        """Paths under ``artifact_path``: one level (files and folders, as Qlib/MLflow) or,
+        with ``recursive``, every file."""
+        base = artifact_path.strip("/") + "/" if artifact_path else ""
+        out: dict[str, None] = {}
+        for entry in self.manager.list_artifact_entries(self._require_id()):
+            if not entry.path.startswith(base):
+                continue
+            if recursive:
+                out[entry.path] = None
+            else:
+                head = entry.path[len(base) :].split("/", 1)[0]
+                out[base + head] = None
+        return list(out)
+
+    def download_artifact(self, path: str, dst_path: str | None = None) -> str:
+        """The local path of the artifact (a file or folder), downloaded if remote."""
+        return self.manager.artifacts.download(self._prefix, path, dst_path)
+
+    def get_artifact_uri(self) -> str:
+        return self.manager.artifacts.url(self._prefix)
+
+    def get_local_dir(self) -> str:
+        """The run's local folder (the parent of its ``artifacts``), as in Qlib."""
+        local = self.manager.artifacts.local_dir(self._prefix)
+        if local is None:
+            raise InvalidStateError(
+                f"run {self.id} keeps artifacts at {self.get_artifact_uri()}, not on this "
+                "disk; use download_artifact()"
+            )
+        return str(Path(local).parent)
+
+    # --------------------------------------------------------------------------------- helpers
+
+    def _require_info(self) -> RunInfo:
+        if self._info is None:
+            raise InvalidStateError(
+                f"recorder {self.name!r} has not been started; call start_run() first"
+            )
+        return self._info
+
+    def _require_id(self) -> str:
+        return self._require_info().run_id
+
+
+def _status(status: str | RunStatus) -> RunStatus:
+    try:
+        return RunStatus(str(status).upper())
+    except ValueError:
+        valid = ", ".join(s.value for s in RunStatus)
+        raise InvalidInputError(f"unknown status {status!r}; valid: {valid}") from None
