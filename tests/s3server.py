@@ -52,9 +52,11 @@ class S3Server:
 
     def ensure_bucket(self) -> None:
         """Create the bucket unless it exists (``mock_aws`` elsewhere may have reset moto)."""
+        from botocore.exceptions import ClientError
+
         try:
             self._client.head_bucket(Bucket=self.bucket)
-        except Exception:
+        except ClientError:
             self._client.create_bucket(Bucket=self.bucket)
 
 

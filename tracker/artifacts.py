@@ -174,7 +174,7 @@ class ArtifactStore:
         try:
             is_dir = self._fs.info(src)["type"] == "directory"
         except FileNotFoundError as e:
-            raise errors.ArtifactNotFound(f"no artifact {rel!r} at {self.url(prefix)}") from e
+            raise errors.ArtifactNotFound(f"no artifact at {self.url(prefix, rel)}") from e
         if self._local and dst_dir is None:
             return os.path.abspath(src)
         parent = dst_dir if dst_dir is not None else tempfile.mkdtemp(prefix="tracker-artifacts-")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tracker import writer
 from tracker.entities import (
     ArtifactEntry,
     ExperimentInfo,
@@ -128,7 +129,7 @@ class ExpManager(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
+    def _get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
         """Params, latest metrics and tags of many runs in one go (missing ids are left out)."""
 
     @abc.abstractmethod
@@ -164,7 +165,7 @@ class ExpManager(abc.ABC):
         """Remove tags; missing keys are ignored."""
 
     @abc.abstractmethod
-    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+    def _get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of one metric, ordered by step, then time, then logging order."""
 
     @abc.abstractmethod
@@ -214,6 +215,18 @@ class ExpManager(abc.ABC):
             return self.create_experiment(check_name(name, "experiment name"))
         except AlreadyExistsError:
             return self.get_experiment_by_name(name)
+
+    def get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
+        """Params, latest metrics and tags of many runs; what this process still has queued
+        for them is written first."""
+        for run_id in run_ids:
+            writer.flush_run(run_id)
+        return self._get_runs_data(run_ids)
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every point of one metric, ordered by step, then time, then logging order."""
+        writer.flush_run(run_id)
+        return self._get_metric_history(run_id, key)
 
     def get_run(self, run_id: str) -> Run:
         info = self.get_run_info(run_id)

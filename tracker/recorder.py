@@ -129,7 +129,7 @@ class Recorder:
         writer.track_live(run_id, self.end_run)
         self._log_code_state()
         if first:
-            self.manager.log_params(run_id, {"cmd-sys.argv": " ".join(sys.argv)})
+            self._buffer.add_params({"cmd-sys.argv": " ".join(sys.argv)})
         return self
 
     def end_run(self, status: str | RunStatus = RunStatus.FINISHED) -> None:
@@ -203,7 +203,6 @@ class Recorder:
     # --------------------------------------------------------------------------------- reading
 
     def _data(self) -> Any:
-        self.flush()
         run_id = self._require_id()
         return self.manager.get_runs_data([run_id])[run_id]
 
@@ -219,7 +218,6 @@ class Recorder:
 
     def get_metric_history(self, key: str) -> list[Metric]:
         """Every (step, value, timestamp) of ``key``, in step order."""
-        self.flush()
         return self.manager.get_metric_history(self._require_id(), key)
 
     # ------------------------------------------------------------------------------- artifacts

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.errors import InvalidQueryError
+from tracker.validation import as_number
 
 __all__ = [
     "And",
@@ -94,12 +95,12 @@ _ALL_OPS = "=, !=, <, <=, >, >=, LIKE, ILIKE, NOT LIKE, NOT ILIKE, IN, NOT IN, I
 _KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "ASC", "DESC"})
 _MAX_EXACT_INT = 2**53
 
+_NUM = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_NUM_RE = re.compile(_NUM)
 _TOKEN_RE = re.compile(
-    r"(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
-    r"|(?P<word>[^\W0-9][\w.\-/]*)|(?P<op><=|>=|<>|!=|==|=|<|>)|(?P<punct>[(),-])"
+    rf"(?P<num>{_NUM})|(?P<word>[^\W0-9][\w.\-/]*)|(?P<op><=|>=|<>|!=|==|=|<|>)|(?P<punct>[(),-])"
 )
 _INT_RE = re.compile(r"[+-]?[0-9]+")
-_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _BARE_KEY_RE = re.compile(r"[\w.\-/]+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -157,12 +158,9 @@ class RunView:
 
 
 def param_number(value: str) -> float | None:
-    """A param's value as a number, or None: what numeric param comparisons (and the SQL
-    ``params.value_num`` column) use. Only plain decimal literals count, and only finite ones."""
-    if not _NUMBER_RE.fullmatch(value):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    """A param's value as a number, or None: what numeric param comparisons use. It is the same
+    reading the SQL store keeps in ``params.value_num`` (:func:`tracker.validation.as_number`)."""
+    return as_number(value)
 
 
 def ascii_fold(text: str) -> str:
@@ -429,7 +427,7 @@ class _Parser:
             need_str = True
         for value, tok in values:
             if not need_str and isinstance(value, str):
-                example = tok.value if param_number(tok.value) is not None else "0.05"
+                example = tok.value if _NUM_RE.fullmatch(tok.value) else "0.05"
                 if key in NUMERIC_ATTRIBUTES:
                     subject = f"{key} compares with numbers (epoch milliseconds)"
                     example = example if example != "0.05" else "1700000000000"

@@ -44,6 +44,7 @@ class LogBuffer:
         self.run_id = run_id
         self.metrics: list[Metric] = []
         self.tags: dict[str, str] = {}
+        self.params: dict[str, str] = {}
         self.error: BaseException | None = None
         # Re-entrant: a signal handler may run while the main thread holds them.
         self._lock = threading.RLock()
@@ -63,6 +64,12 @@ class LogBuffer:
         with self._lock:
             self.tags.update(tags)
 
+    def add_params(self, params: dict[str, str]) -> None:
+        """Only for params that cannot conflict (a new run's own); others are written at once
+        so that a conflicting value raises where it was logged."""
+        with self._lock:
+            self.params.update(params)
+
     def raise_error(self) -> None:
         """Re-raise, once, an error a background flush hit."""
         error, self.error = self.error, None
@@ -72,16 +79,17 @@ class LogBuffer:
     def flush(self) -> None:
         with self._flush_lock:
             with self._lock:
-                metrics, tags = self.metrics, self.tags
-                self.metrics, self.tags = [], {}
-            if not metrics and not tags:
+                metrics, tags, params = self.metrics, self.tags, self.params
+                self.metrics, self.tags, self.params = [], {}, {}
+            if not metrics and not tags and not params:
                 return
             try:
-                self.manager.log_batch(self.run_id, metrics=metrics, tags=tags)
+                self.manager.log_batch(self.run_id, params, metrics, tags)
             except BaseException:
                 with self._lock:  # keep them, in order, for the next attempt
                     self.metrics[:0] = metrics
                     self.tags = {**tags, **self.tags}
+                    self.params = {**params, **self.params}
                 raise
 
 

@@ -120,7 +120,7 @@ def _string(column: Any, op: str, value: Any, dialect_name: str) -> Any:
     if "ILIKE" in op:
         match = _fold(column, dialect_name).like(ascii_fold(_like_sql(value)), escape="\\")
     elif dialect_name == "sqlite":
-        match = column.op("GLOB")(_glob(value))
+        match = column.op("GLOB", is_comparison=True)(_glob(value))
     else:
         match = column.like(_like_sql(value), escape="\\")
     return not_(match) if op.startswith("NOT") else match

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, delete, exc, select, update
+from sqlalchemy import Connection, bindparam, delete, exc, select, update
 
 from tracker.backends.sql.db import Database
 from tracker.backends.sql.models import (
@@ -49,6 +49,17 @@ TAGS = TagRow.__table__
 METRICS = MetricRow.__table__
 LATEST = LatestMetricRow.__table__
 ARTIFACTS = ArtifactRow.__table__
+
+# Statements built once: SQLAlchemy then only binds values (building them per call cost
+# more than the SQLite work on the hot paths).
+_RUN_BY_ID = select(RUNS).where(RUNS.c.id == bindparam("id"))
+_RUN_FOR_UPDATE = _RUN_BY_ID.with_for_update()
+_RUN_STATE = select(RUNS.c.pk, RUNS.c.status, RUNS.c.lifecycle).where(RUNS.c.id == bindparam("id"))
+_EXP_BY_ID = select(EXP).where(EXP.c.id == bindparam("id"))
+_PARAMS_OF = select(PARAMS.c.key, PARAMS.c.value).where(
+    PARAMS.c.run_pk == bindparam("pk"), PARAMS.c.key.in_(bindparam("keys", expanding=True))
+)
+_UPDATE_RUN = RUNS.update().where(RUNS.c.pk == bindparam("_pk"))
 
 _CHUNK = 500  # ids per IN (...) list, well under every driver's bound-parameter limit
 _RUN_FIELDS = {"start_time", "end_time", "heartbeat", "pid", "host", "name"}
@@ -98,7 +109,7 @@ class SQLExpManager(ExpManager):
     def get_experiment(self, experiment_id: str) -> ExperimentInfo:
         pk = _int_id(experiment_id)
         with self.db.read() as conn:
-            row = None if pk is None else conn.execute(select(EXP).where(EXP.c.id == pk)).first()
+            row = None if pk is None else conn.execute(_EXP_BY_ID, {"id": pk}).first()
         if row is None:
             raise ExperimentNotFound(f"no experiment with id {experiment_id!r}")
         return _exp_info(row)
@@ -143,14 +154,12 @@ class SQLExpManager(ExpManager):
         pid: int | None = None,
         host: str | None = None,
     ) -> RunInfo:
-        exp = self.get_experiment(experiment_id)
-        if exp.lifecycle is not Lifecycle.ACTIVE:
-            raise ExperimentNotFound(f"experiment {experiment_id!r} is deleted")
         run_id = uuid.uuid4().hex
         ts = now_ms()
+        exp_pk = _int_id(experiment_id)
         values = {
             "id": run_id,
-            "experiment_id": int(exp.experiment_id),
+            "experiment_id": exp_pk,
             "name": name,
             "status": RunStatus(status).value,
             "lifecycle": "active",
@@ -160,12 +169,17 @@ class SQLExpManager(ExpManager):
             "host": host,
         }
         with self.db.write() as conn:
-            self._pks[run_id] = conn.execute(RUNS.insert().values(**values)).inserted_primary_key[0]
-        return _run_info({**values, "experiment_id": exp.experiment_id, "end_time": None})
+            exp = None if exp_pk is None else conn.execute(_EXP_BY_ID, {"id": exp_pk}).first()
+            if exp is None or exp.lifecycle != "active":
+                state = "is deleted" if exp is not None else "does not exist"
+                raise ExperimentNotFound(f"experiment {experiment_id!r} {state}")
+            pk = conn.execute(RUNS.insert(), values).inserted_primary_key[0]
+        self._pks[run_id] = pk
+        return _run_info({**values, "experiment_id": str(exp_pk), "end_time": None})
 
     def get_run_info(self, run_id: str) -> RunInfo:
         with self.db.read() as conn:
-            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+            row = conn.execute(_RUN_BY_ID, {"id": run_id}).first()
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r}")
         return _run_info(row._mapping)
@@ -183,7 +197,7 @@ class SQLExpManager(ExpManager):
         if unknown:
             raise InvalidInputError(f"update_run cannot set {sorted(unknown)}")
         with self.db.write() as conn:
-            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id).with_for_update()).first()
+            row = conn.execute(_RUN_FOR_UPDATE, {"id": run_id}).first()
             if row is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             values = dict(fields)
@@ -194,10 +208,10 @@ class SQLExpManager(ExpManager):
             if lifecycle is not None:
                 values["lifecycle"] = Lifecycle(lifecycle).value
             if values:
-                conn.execute(update(RUNS).where(RUNS.c.pk == row.pk), values)
+                conn.execute(_UPDATE_RUN, {"_pk": row.pk, **values})
         return _run_info({**row._mapping, **values, "experiment_id": str(row.experiment_id)})
 
-    def get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
+    def _get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
         out: dict[str, RunData] = {}
         with self.db.read() as conn:
             for chunk in _chunks(list(run_ids)):
@@ -257,10 +271,7 @@ class SQLExpManager(ExpManager):
     def _insert_params(
         self, conn: Connection, pk: int, run_id: str, params: Mapping[str, str]
     ) -> None:
-        query = select(PARAMS.c.key, PARAMS.c.value).where(
-            PARAMS.c.run_pk == pk, PARAMS.c.key.in_(list(params))
-        )
-        existing = dict(conn.execute(query).all())
+        existing = dict(conn.execute(_PARAMS_OF, {"pk": pk, "keys": list(params)}).all())
         for key, old in existing.items():
             if old != params[key]:
                 raise InvalidInputError(
@@ -292,9 +303,7 @@ class SQLExpManager(ExpManager):
     def _writable(self, run_id: str, *, data: bool) -> Iterator[tuple[Connection, int]]:
         """A write transaction on a run that may take data (or only tags) right now."""
         with self.db.write() as conn:
-            row = conn.execute(
-                select(RUNS.c.pk, RUNS.c.status, RUNS.c.lifecycle).where(RUNS.c.id == run_id)
-            ).first()
+            row = conn.execute(_RUN_STATE, {"id": run_id}).first()
             if row is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             if row.lifecycle != "active":
@@ -310,7 +319,7 @@ class SQLExpManager(ExpManager):
         with self._writable(run_id, data=False) as (conn, pk):
             conn.execute(delete(TAGS).where(TAGS.c.run_pk == pk, TAGS.c.key.in_(list(keys))))
 
-    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+    def _get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         pk = self._pk(run_id)
         query = (
             select(METRICS.c.key, METRICS.c.value, METRICS.c.step, METRICS.c.timestamp)

@@ -1,0 +1,1 @@
+"""Models, data, record templates, tasks and online serving, built on :mod:`tracker`."""

@@ -1,0 +1,650 @@
+"""The filter / order-by language: parser, formatter, Python interpreter, and the SQL compiler,
+which must agree with the Python interpreter on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.pool import StaticPool
+
+from tracker.backends.sql import models
+from tracker.backends.sql.query import filter_clause, select_runs
+from tracker.errors import InvalidInputError, InvalidQueryError
+from tracker.search import (
+    And,
+    Comparison,
+    Expr,
+    Or,
+    OrderKey,
+    RunView,
+    format_filter,
+    param_number,
+    parse_filter,
+    parse_order_by,
+    sort_runs,
+    to_predicate,
+)
+
+M, P, T, A = "metric", "param", "tag", "attribute"
+
+
+def C(kind: str, key: str, op: str, value: object = None) -> Comparison:
+    return Comparison(kind, key, op, value)
+
+
+IC_GT = C(M, "IC", ">", 0.05)
+FAILED = C(A, "status", "=", "FAILED")
+
+VALID = [
+    pytest.param("metrics.IC > 0.05", IC_GT, id="metric-gt"),
+    pytest.param("metric.IC>=-1", C(M, "IC", ">=", -1), id="metric-alias-no-spaces"),
+    pytest.param("metrics.loss < 1e-3", C(M, "loss", "<", 0.001), id="metric-scientific"),
+    pytest.param("metrics.n = +.5", C(M, "n", "=", 0.5), id="metric-plus-dot"),
+    pytest.param("metrics.n == 5.", C(M, "n", "=", 5.0), id="double-equals"),
+    pytest.param("metrics.n <> 3", C(M, "n", "!=", 3), id="ne-sql"),
+    pytest.param("metrics.n <= 2", C(M, "n", "<=", 2), id="metric-le"),
+    pytest.param(
+        "metrics.1day.excess_return_with_cost.mean > 0",
+        C(M, "1day.excess_return_with_cost.mean", ">", 0),
+        id="dotted-key-first-dot-ends-type",
+    ),
+    pytest.param("metrics.`Rank IC` > 0.1", C(M, "Rank IC", ">", 0.1), id="backtick-key"),
+    pytest.param("params.\"lr.x\" = '0.1'", C(P, "lr.x", "=", "0.1"), id="double-quoted-key"),
+    pytest.param("metrics.`a``b` = 1", C(M, "a`b", "=", 1), id="doubled-backtick-in-key"),
+    pytest.param("metrics.a/b-c = 1", C(M, "a/b-c", "=", 1), id="slash-dash-in-key"),
+    pytest.param("metrics.x IN (1, 2.5)", C(M, "x", "IN", (1, 2.5)), id="metric-in"),
+    pytest.param("metrics.x not in (1)", C(M, "x", "NOT IN", (1,)), id="metric-not-in"),
+    pytest.param("metrics.x IS NULL", C(M, "x", "IS NULL"), id="metric-is-null"),
+    pytest.param("metrics.x is not null", C(M, "x", "IS NOT NULL"), id="metric-is-not-null"),
+    pytest.param("metrics.x = 9007199254740993", C(M, "x", "=", 2.0**53), id="huge-int-float"),
+    pytest.param("params.lr = '0.1'", C(P, "lr", "=", "0.1"), id="param-string-eq"),
+    pytest.param("params.lr = 0.1", C(P, "lr", "=", 0.1), id="param-numeric-eq"),
+    pytest.param("param.lr > 0.01", C(P, "lr", ">", 0.01), id="param-numeric-gt"),
+    pytest.param("parameter.lr != 'a'", C(P, "lr", "!=", "a"), id="param-alias-parameter"),
+    pytest.param("parameters.n IN (1, 2)", C(P, "n", "IN", (1, 2)), id="param-in-numbers"),
+    pytest.param("params.m IN ('a', \"b\")", C(P, "m", "IN", ("a", "b")), id="param-in-strings"),
+    pytest.param("params.m LIKE 'lgb%'", C(P, "m", "LIKE", "lgb%"), id="param-like"),
+    pytest.param("params.m ilike 'LGB%'", C(P, "m", "ILIKE", "LGB%"), id="param-ilike"),
+    pytest.param("params.m NOT LIKE 'a_'", C(P, "m", "NOT LIKE", "a_"), id="param-not-like"),
+    pytest.param("params.m not ilike 'a'", C(P, "m", "NOT ILIKE", "a"), id="param-not-ilike"),
+    pytest.param("params.m NOT IN ('a')", C(P, "m", "NOT IN", ("a",)), id="param-not-in"),
+    pytest.param('tags.x = "a b"', C(T, "x", "=", "a b"), id="tag-double-quoted-value"),
+    pytest.param("tag.x = 'it''s'", C(T, "x", "=", "it's"), id="doubled-quote-escape"),
+    pytest.param("tags.x = 'it\\'s'", C(T, "x", "=", "it's"), id="backslash-quote-escape"),
+    pytest.param("tags.x = 'a\\\\b'", C(T, "x", "=", "a\\b"), id="backslash-backslash"),
+    pytest.param("tags.x LIKE '100\\%'", C(T, "x", "LIKE", "100\\%"), id="like-escape-kept"),
+    pytest.param("tags.x IS NULL", C(T, "x", "IS NULL"), id="tag-is-null"),
+    pytest.param("status = 'FAILED'", FAILED, id="attribute-without-prefix"),
+    pytest.param("STATUS = 'FAILED'", FAILED, id="attribute-name-case-insensitive"),
+    pytest.param("attributes.status = 'FAILED'", FAILED, id="attributes-prefix"),
+    pytest.param("attribute.status = 'FAILED'", FAILED, id="attribute-prefix"),
+    pytest.param("attr.run_id IN ('a', 'b')", C(A, "run_id", "IN", ("a", "b")), id="attr-in"),
+    pytest.param("run.id = 'abc'", C(A, "run_id", "=", "abc"), id="run-prefix-id-alias"),
+    pytest.param("name LIKE 'x%'", C(A, "run_name", "LIKE", "x%"), id="name-alias"),
+    pytest.param("\"run name\" = 'x'", C(A, "run_name", "=", "x"), id="quoted-run-name"),
+    pytest.param("attributes.`run name` = 'x'", C(A, "run_name", "=", "x"), id="prefixed-run-name"),
+    pytest.param("created > 5", C(A, "start_time", ">", 5), id="created-alias"),
+    pytest.param("attributes.end_time IS NULL", C(A, "end_time", "IS NULL"), id="end-time-null"),
+    pytest.param("heartbeat <= 10", C(A, "heartbeat", "<=", 10), id="heartbeat"),
+    pytest.param("lifecycle_stage = 'active'", C(A, "lifecycle", "=", "active"), id="lifecycle"),
+    pytest.param("experiment_id = '1'", C(A, "experiment_id", "=", "1"), id="experiment-id"),
+    pytest.param(
+        "metrics.IC > 0.05 and status = 'FAILED'", And((IC_GT, FAILED)), id="and-lowercase"
+    ),
+    pytest.param(
+        "metrics.IC > 0.05 OR status = 'FAILED' AND tags.x IS NULL",
+        Or((IC_GT, And((FAILED, C(T, "x", "IS NULL"))))),
+        id="and-binds-tighter-than-or",
+    ),
+    pytest.param(
+        "(metrics.IC > 0.05 OR status = 'FAILED') AND tags.x IS NULL",
+        And((Or((IC_GT, FAILED)), C(T, "x", "IS NULL"))),
+        id="parentheses",
+    ),
+    pytest.param("((metrics.IC > 0.05))", IC_GT, id="redundant-parentheses"),
+    pytest.param(
+        "metrics.IC > 0.05 AND status = 'FAILED' AND metrics.IC > 0.05",
+        And((IC_GT, FAILED, IC_GT)),
+        id="and-chain-is-flat",
+    ),
+    pytest.param("\n metrics.IC\t>\n0.05 ", IC_GT, id="any-whitespace"),
+    pytest.param("", None, id="empty"),
+    pytest.param("   ", None, id="blank"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), VALID)
+def test_parse_valid(text: str, expected: Expr | None) -> None:
+    assert parse_filter(text) == expected
+    assert parse_filter(format_filter(expected)) == expected
+
+
+INVALID = [
+    pytest.param(
+        "metrics.IC > '0.05'",
+        "metrics compare with numbers: use metrics.IC > 0.05, not '0.05'",
+        13,
+        id="metric-quoted-number",
+    ),
+    pytest.param(
+        "foo = 'x'",
+        "unknown attribute 'foo'; valid attributes: run_id, run_name, status, experiment_id",
+        0,
+        id="unknown-attribute",
+    ),
+    pytest.param("attributes.foo = 'x'", "unknown attribute 'foo'", 11, id="unknown-prefixed"),
+    pytest.param("metricz.IC > 1", "unknown type 'metricz'", 0, id="unknown-type"),
+    pytest.param("datasets.name = 'x'", "valid types: metrics, params", 0, id="datasets"),
+    pytest.param(
+        "metrics.IC 0.05",
+        "expected a comparison operator after 'metrics.IC' (one of =, !=, <, <=, >, >=, LIKE",
+        11,
+        id="missing-operator",
+    ),
+    pytest.param("metrics.IC", "found end of input", 10, id="operator-at-end"),
+    pytest.param("tags.x = 'abc", "unterminated string", 9, id="unterminated-string"),
+    pytest.param("tags.x = 'abc\\'", "unterminated string", 9, id="escaped-last-quote"),
+    pytest.param("metrics.`a b > 1", "unterminated quoted key", 8, id="unterminated-key"),
+    pytest.param("status = 'x')", "unexpected ')'", 12, id="unexpected-close"),
+    pytest.param(")", "expected a filter clause", 0, id="close-first"),
+    pytest.param(
+        "(status = 'x'", "expected ')' to close the '(' at position 0", 13, id="missing-close"
+    ),
+    pytest.param("params.lr < 'a'", "params compare with < as numbers", 12, id="param-lt-str"),
+    pytest.param(
+        "tags.x = 5", "tags compare with strings: use tags.x = '5', not 5", 9, id="tag-number"
+    ),
+    pytest.param(
+        "tags.x < '5'", "< is not valid for tags; valid operators: =, !=, LIKE", 7, id="tag-lt"
+    ),
+    pytest.param("metrics.IC LIKE '%'", "LIKE is not valid for metrics", 11, id="metric-like"),
+    pytest.param("status > 'a'", "> is not valid for attribute 'status'", 7, id="status-gt"),
+    pytest.param(
+        "start_time > 'x'",
+        "start_time compares with numbers (epoch milliseconds)",
+        13,
+        id="time-string",
+    ),
+    pytest.param(
+        "experiment_id = 3",
+        "attribute 'experiment_id' compares with strings: use experiment_id = '3'",
+        16,
+        id="experiment-id-number",
+    ),
+    pytest.param("metrics.x IN (1, 'a')", "metrics compare with numbers", 17, id="metric-in-str"),
+    pytest.param(
+        "params.x IN (1, 'a')", "the IN list mixes strings and numbers", 16, id="mixed-list"
+    ),
+    pytest.param("params.x LIKE 5", "LIKE needs a quoted pattern", 14, id="like-number"),
+    pytest.param("metrics. IC > 1", "expected a key right after 'metrics.'", 8, id="space-key"),
+    pytest.param("tags.`` = 'a'", "empty key", 5, id="empty-key"),
+    pytest.param(
+        "status = 'x' status", "expected AND, OR or the end, found 'status'", 13, id="no-and"
+    ),
+    pytest.param("metrics.x > 1day", "invalid number '1day'", 12, id="invalid-number"),
+    pytest.param("metrics.x > 1e999", "number out of range", 12, id="number-overflow"),
+    pytest.param("and status = 'x'", "expected a filter clause", 0, id="leading-and"),
+    pytest.param("status = 'x' and", "found end of input", 16, id="trailing-and"),
+    pytest.param("status = 'a' OR OR status = 'b'", "found 'OR'", 16, id="double-or"),
+    pytest.param("status IS NOTNULL", "expected NULL or NOT NULL after IS", 10, id="is-what"),
+    pytest.param("tags.x IN ()", "empty IN list", 11, id="empty-list"),
+    pytest.param("tags.x IN 'a'", "IN needs a list in parentheses", 10, id="in-no-list"),
+    pytest.param("metrics.x IN (1 2)", "expected ',' or ')' in the IN list", 16, id="no-comma"),
+    pytest.param("metrics.x = @", "unexpected character '@'", 12, id="bad-character"),
+    pytest.param("metrics.x = ", "expected a value after =", 12, id="missing-value"),
+    pytest.param("metrics.x = -", "expected a value after =", 12, id="lone-minus"),
+]
+
+
+@pytest.mark.parametrize(("text", "message", "position"), INVALID)
+def test_parse_invalid(text: str, message: str, position: int) -> None:
+    with pytest.raises(InvalidQueryError) as info:
+        parse_filter(text)
+    assert message in str(info.value)
+    assert info.value.position == position
+    assert info.value.query == text
+    assert isinstance(info.value, InvalidInputError)
+    assert isinstance(info.value, ValueError)
+
+
+ORDER_VALID = [
+    pytest.param(["metrics.IC DESC"], [OrderKey(M, "IC", False)], id="desc"),
+    pytest.param("params.lr asc", [OrderKey(P, "lr", True)], id="asc-string"),
+    pytest.param(["attributes.start_time"], [OrderKey(A, "start_time", True)], id="default"),
+    pytest.param(["-metrics.IC"], [OrderKey(M, "IC", False)], id="minus"),
+    pytest.param(["metrics.`Rank IC` desc"], [OrderKey(M, "Rank IC", False)], id="quoted"),
+    pytest.param(['tags."a b"'], [OrderKey(T, "a b", True)], id="double-quoted"),
+    pytest.param(["created"], [OrderKey(A, "start_time", True)], id="alias"),
+    pytest.param(
+        "metrics.IC DESC, params.lr",
+        [OrderKey(M, "IC", False), OrderKey(P, "lr", True)],
+        id="comma-separated",
+    ),
+    pytest.param(
+        ["metrics.IC", "params.IC", "tags.IC", "-run_name"],
+        [OrderKey(M, "IC"), OrderKey(P, "IC"), OrderKey(T, "IC"), OrderKey(A, "run_name", False)],
+        id="same-key-other-types",
+    ),
+    pytest.param(None, [], id="none"),
+    pytest.param([], [], id="empty-list"),
+    pytest.param("", [], id="empty-string"),
+]
+
+
+@pytest.mark.parametrize(("items", "expected"), ORDER_VALID)
+def test_parse_order_by(items: Any, expected: list[OrderKey]) -> None:
+    assert parse_order_by(items) == expected
+
+
+ORDER_INVALID = [
+    pytest.param(["metrics.IC", "metric.IC DESC"], "duplicate order-by key", 0, id="duplicate"),
+    pytest.param("metrics.IC, -metrics.IC", "duplicate order-by key", 13, id="duplicate-comma"),
+    pytest.param(["-metrics.IC DESC"], "not both", 0, id="minus-and-desc"),
+    pytest.param(["metrics.IC DESCENDING"], "expected ASC, DESC or the end", 11, id="bad-dir"),
+    pytest.param(["foo"], "unknown attribute 'foo'", 0, id="unknown-attribute"),
+    pytest.param(["metrics.IC DESC params.lr"], "found 'params.lr'", 16, id="missing-comma"),
+    pytest.param(["DESC"], "expected an order-by key", 0, id="keyword"),
+]
+
+
+@pytest.mark.parametrize(("items", "message", "position"), ORDER_INVALID)
+def test_parse_order_by_invalid(items: Any, message: str, position: int) -> None:
+    with pytest.raises(InvalidQueryError) as info:
+        parse_order_by(items)
+    assert message in str(info.value)
+    assert info.value.position == position
+
+
+def test_error_message_points_at_the_token() -> None:
+    with pytest.raises(InvalidQueryError) as info:
+        parse_filter("metrics.IC > '0.05'")
+    assert str(info.value).splitlines()[1:] == ["  metrics.IC > '0.05'", "               ^"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python interpreter
+
+
+def view(
+    run_id: str = "r",
+    *,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    **attributes: Any,
+) -> RunView:
+    attrs = {"run_id": run_id, "run_name": "n", "status": "FINISHED", "experiment_id": "1",
+             "start_time": 0, "end_time": None, "heartbeat": None,
+             "lifecycle": "active"}  # fmt: skip
+    return RunView(metrics or {}, params or {}, tags or {}, {**attrs, **attributes})
+
+
+NAN_RUN = view(metrics={"x": math.nan})
+PREDICATES = [
+    pytest.param("metrics.x != 1", NAN_RUN, False, id="nan-ne"),
+    pytest.param("metrics.x NOT IN (1)", NAN_RUN, False, id="nan-not-in"),
+    pytest.param("metrics.x IS NOT NULL", NAN_RUN, True, id="nan-is-present"),
+    pytest.param("metrics.x IS NULL", NAN_RUN, False, id="nan-is-not-missing"),
+    pytest.param("metrics.y != 1", NAN_RUN, False, id="missing-ne"),
+    pytest.param("metrics.y IS NULL", NAN_RUN, True, id="missing-is-null"),
+    pytest.param("metrics.x > 1e300", view(metrics={"x": math.inf}), True, id="inf"),
+    pytest.param("tags.t NOT IN ('a')", view(), False, id="missing-tag-not-in"),
+    pytest.param("params.lr < 0.01", view(params={"lr": "1e-3"}), True, id="param-numeric"),
+    pytest.param("params.lr != 0.1", view(params={"lr": "abc"}), False, id="param-not-number"),
+    pytest.param("params.lr = '1e-3'", view(params={"lr": "1e-3"}), True, id="param-string"),
+    pytest.param("params.lr = 0.001", view(params={"lr": "1e-3"}), True, id="param-num-eq"),
+    pytest.param("params.n IN (10, 20)", view(params={"n": "10"}), True, id="param-num-in"),
+    pytest.param("tags.t LIKE 'Ab%'", view(tags={"t": "abc"}), False, id="like-case"),
+    pytest.param("tags.t ILIKE 'Ab%'", view(tags={"t": "abc"}), True, id="ilike"),
+    pytest.param("tags.t ILIKE 'É'", view(tags={"t": "é"}), False, id="ilike-ascii-only"),
+    pytest.param("tags.t LIKE 'a_c'", view(tags={"t": "aéc"}), True, id="underscore-one-char"),
+    pytest.param("tags.t LIKE 'a_c'", view(tags={"t": "ac"}), False, id="underscore-needs-one"),
+    pytest.param("tags.t LIKE '1\\%'", view(tags={"t": "1%"}), True, id="escaped-percent"),
+    pytest.param("tags.t LIKE '1\\%'", view(tags={"t": "12"}), False, id="escaped-not-wild"),
+    pytest.param("tags.t LIKE '%'", view(tags={"t": "a\nb"}), True, id="percent-newline"),
+    pytest.param("tags.t NOT LIKE 'a%'", view(tags={"t": "ba"}), True, id="not-like"),
+    pytest.param("experiment_id = '01'", view(), False, id="experiment-id-exact"),
+    pytest.param("experiment_id != '01'", view(), True, id="experiment-id-ne"),
+    pytest.param("end_time IS NULL", view(), True, id="end-time-null"),
+    pytest.param("end_time != 3", view(), False, id="null-attribute-ne"),
+    pytest.param("start_time >= 0 OR metrics.x > 1", view(), True, id="or"),
+    pytest.param("start_time >= 0 AND metrics.x > 1", view(), False, id="and"),
+]
+
+
+@pytest.mark.parametrize(("text", "run", "expected"), PREDICATES)
+def test_predicate(text: str, run: RunView, expected: bool) -> None:
+    assert to_predicate(parse_filter(text))(run) is expected
+
+
+def test_predicate_of_empty_filter_matches_everything() -> None:
+    assert to_predicate(None)(view())
+
+
+def test_sort_runs_puts_values_then_nan_then_missing_in_both_directions() -> None:
+    runs = [
+        view("a", metrics={"m": 1.0}, start_time=1),
+        view("b", metrics={"m": math.nan}, start_time=1),
+        view("c", start_time=1),
+        view("d", metrics={"m": 3.0}, start_time=1),
+        view("e", metrics={"m": 1.0}, start_time=2),
+        view("f", metrics={"m": 1.0}, start_time=None),
+    ]
+    asc = [r.attributes["run_id"] for r in sort_runs(runs, parse_order_by("metrics.m"))]
+    desc = [r.attributes["run_id"] for r in sort_runs(runs, parse_order_by("-metrics.m"))]
+    assert asc == ["e", "a", "f", "d", "b", "c"]
+    assert desc == ["d", "e", "a", "f", "b", "c"]
+    plain = [r.attributes["run_id"] for r in sort_runs(runs)]
+    assert plain == ["e", "a", "b", "c", "d", "f"]
+
+
+def test_sql_uses_bound_parameters_only() -> None:
+    evil = "x'); DROP TABLE runs; --"
+    expr = And((C(T, evil, "=", evil), C(P, evil, "LIKE", evil), C(A, "run_name", "IN", (evil,))))
+    stmt = select_runs(format_filter(expr), [OrderKey(P, evil)], [1], ("active",))
+    for dialect in (sa.dialects.sqlite.dialect(), sa.dialects.postgresql.dialect()):
+        assert "DROP TABLE" not in str(stmt.compile(dialect=dialect))
+    assert filter_clause(None) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trip: format_filter / parse_filter
+
+NUMBERS = st.one_of(st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False))
+ANY_TEXT = st.text(max_size=6)
+STRING_ATTRS = ["run_id", "run_name", "status", "experiment_id", "lifecycle"]
+NUMERIC_ATTRS = ["start_time", "end_time", "heartbeat"]
+NUMERIC_OPS = ["=", "!=", "<", "<=", ">", ">="]
+STRING_OPS = ["=", "!=", "LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"]
+LIST_OPS = ["IN", "NOT IN"]
+NULL_OPS = ["IS NULL", "IS NOT NULL"]
+
+
+def comparisons(
+    metric_keys: st.SearchStrategy[str],
+    param_keys: st.SearchStrategy[str],
+    tag_keys: st.SearchStrategy[str],
+    numbers: st.SearchStrategy[Any],
+    strings: st.SearchStrategy[str],
+    patterns: st.SearchStrategy[str],
+    attr_strings: st.SearchStrategy[str] | None = None,
+) -> st.SearchStrategy[Comparison]:
+    """Well-typed comparisons: what the parser accepts."""
+
+    def with_numbers(kind: str, keys: st.SearchStrategy[str]) -> st.SearchStrategy[Comparison]:
+        return st.one_of(
+            st.builds(C, st.just(kind), keys, st.sampled_from(NUMERIC_OPS), numbers),
+            st.builds(
+                C, st.just(kind), keys, st.sampled_from(LIST_OPS),
+                st.lists(numbers, min_size=1, max_size=3).map(tuple),
+            ),
+        )  # fmt: skip
+
+    def with_strings(kind: str, keys: st.SearchStrategy[str], values: st.SearchStrategy[str]):
+        return st.one_of(
+            st.builds(C, st.just(kind), keys, st.sampled_from(["=", "!="]), values),
+            st.builds(C, st.just(kind), keys, st.sampled_from(STRING_OPS[2:]), patterns),
+            st.builds(
+                C, st.just(kind), keys, st.sampled_from(LIST_OPS),
+                st.lists(values, min_size=1, max_size=3).map(tuple),
+            ),
+        )  # fmt: skip
+
+    def nulls(kind: str, keys: st.SearchStrategy[str]) -> st.SearchStrategy[Comparison]:
+        return st.builds(C, st.just(kind), keys, st.sampled_from(NULL_OPS))
+
+    return st.one_of(
+        with_numbers(M, metric_keys),
+        nulls(M, metric_keys),
+        with_numbers(P, param_keys),
+        with_strings(P, param_keys, strings),
+        nulls(P, param_keys),
+        with_strings(T, tag_keys, strings),
+        nulls(T, tag_keys),
+        with_strings(
+            A, st.sampled_from(STRING_ATTRS), strings if attr_strings is None else attr_strings
+        ),
+        with_numbers(A, st.sampled_from(NUMERIC_ATTRS)),
+        nulls(A, st.sampled_from(STRING_ATTRS + NUMERIC_ATTRS)),
+    )
+
+
+def expressions(leaves: st.SearchStrategy[Comparison]) -> st.SearchStrategy[Expr]:
+    def combine(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+        items = st.lists(children, min_size=2, max_size=3).map(tuple)
+        return st.builds(And, items) | st.builds(Or, items)
+
+    return st.recursive(leaves, combine, max_leaves=6)
+
+
+ANY_KEY = st.text(min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expressions(comparisons(ANY_KEY, ANY_KEY, ANY_KEY, NUMBERS, ANY_TEXT, ANY_TEXT)))
+def test_format_then_parse_is_identity(expr: Expr) -> None:
+    text = format_filter(expr)
+    assert parse_filter(text) == expr
+    assert format_filter(parse_filter(text)) == text
+
+
+# ---------------------------------------------------------------------------------------------
+# Differential test: SQL (SQLite, PostgreSQL) against the Python interpreter
+
+ALPHABET = "aAbB%_\\*?[]'\" éÉß.0-"
+POOL = ["", "a", "A", "ab", "aB", "é", "É", "a%b", "a_b", "x\\y", "ß", "*", "[a]"]
+SHORT = st.one_of(st.sampled_from(POOL), st.text(ALPHABET, max_size=4))
+PATTERNS = st.one_of(
+    st.sampled_from(["%", "a%", "%b", "_", "a_", "%é%", "A%", "\\%%", "%\\_", "[%", "*", "x\\"]),
+    st.text(ALPHABET + "%%__", max_size=5),
+)
+METRIC_KEYS = ["IC", "Rank IC", "1day.ret"]
+PARAM_KEYS = ["lr", "p.x"]
+TAG_KEYS = ["t", "a b"]
+PARAM_VALUES = st.one_of(
+    SHORT,
+    st.sampled_from(
+        [
+            "0.1",
+            "1e-3",
+            "10",
+            "-5",
+            "+2",
+            ".5",
+            "5.",
+            "1_0",
+            " 1",
+            "nan",
+            "inf",
+            "0x10",
+            "1e999",
+            "١",
+            "Infinity",
+            "-0",
+        ]
+    ),  # fmt: skip
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-3, 3).map(str),
+)
+METRIC_VALUES = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 0.5, 1.0, -1.0]),
+    st.floats(allow_nan=False),
+)
+FILTER_NUMBERS = st.one_of(st.sampled_from([0, 1, -1, 0.5, 0.1, 10, 2, 1_700_000_000_000]), NUMBERS)
+TIMES = st.one_of(st.none(), st.sampled_from([0, 1, 2, 1_700_000_000_000]))
+STATUSES = ["SCHEDULED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
+
+RUNS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.text("abcAB01", min_size=1, max_size=3),
+            "name": SHORT,
+            "status": st.sampled_from(STATUSES),
+            "experiment_id": st.sampled_from([1, 2, 3]),
+            "lifecycle": st.sampled_from(["active", "deleted"]),
+            "start_time": TIMES,
+            "end_time": TIMES,
+            "heartbeat": TIMES,
+            "metrics": st.dictionaries(st.sampled_from(METRIC_KEYS), METRIC_VALUES, max_size=3),
+            "params": st.dictionaries(st.sampled_from(PARAM_KEYS), PARAM_VALUES, max_size=2),
+            "tags": st.dictionaries(st.sampled_from(TAG_KEYS), SHORT, max_size=2),
+        }
+    ),
+    min_size=1,
+    max_size=10,
+    unique_by=lambda run: run["id"],
+)
+FILTERS = expressions(
+    comparisons(
+        st.sampled_from([*METRIC_KEYS, "absent"]),
+        st.sampled_from([*PARAM_KEYS, "absent"]),
+        st.sampled_from([*TAG_KEYS, "absent"]),
+        FILTER_NUMBERS,
+        st.one_of(SHORT, PARAM_VALUES),
+        PATTERNS,
+        attr_strings=st.one_of(
+            SHORT, st.sampled_from(STATUSES + ["active", "deleted", "1", "01", "2", "a"])
+        ),
+    )
+)
+ORDER_FIELDS = (
+    [(M, k) for k in [*METRIC_KEYS, "absent"]]
+    + [(P, k) for k in PARAM_KEYS]
+    + [(T, k) for k in TAG_KEYS]
+    + [(A, k) for k in STRING_ATTRS + NUMERIC_ATTRS]
+)
+ORDERS = st.lists(
+    st.tuples(st.sampled_from(ORDER_FIELDS), st.booleans()),
+    max_size=3,
+    unique_by=lambda item: item[0],
+).map(lambda items: [OrderKey(kind, key, asc) for (kind, key), asc in items])
+QUERIES = st.lists(
+    st.tuples(
+        st.none() | FILTERS,
+        ORDERS,
+        st.none() | st.lists(st.sampled_from([1, 2, 3]), unique=True),
+        st.none() | st.sampled_from([("active",), ("deleted",), ("active", "deleted")]),
+        st.none() | st.integers(0, 4),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
+    if request.param == "sqlite":
+        eng = sa.create_engine(
+            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+        models.metadata.create_all(eng)
+        yield eng
+        eng.dispose()
+        return
+    base = os.environ.get("TRACKER_TEST_POSTGRES_URI")
+    if not base:
+        pytest.skip("set TRACKER_TEST_POSTGRES_URI to run the differential test on PostgreSQL")
+    schema = f"search_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    eng = sa.create_engine(base, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        models.metadata.create_all(eng)
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()
+
+
+def _load(engine: sa.Engine, runs: list[dict[str, Any]]) -> list[RunView]:
+    t = models.metadata.tables
+    with engine.begin() as conn:
+        for name in ("latest_metrics", "params", "tags", "runs", "experiments"):
+            conn.execute(t[name].delete())
+        conn.execute(
+            t["experiments"].insert(),
+            [{"id": i, "name": f"e{i}", "creation_time": 0} for i in (1, 2, 3)],
+        )
+        if not runs:
+            return []
+        columns = ("id", "name", "status", "experiment_id", "lifecycle", "start_time",
+                   "end_time", "heartbeat")  # fmt: skip
+        conn.execute(
+            t["runs"].insert(),
+            [{"pk": pk, **{c: r[c] for c in columns}} for pk, r in enumerate(runs, 1)],
+        )
+        metrics = [
+            {"run_pk": pk, "key": k, "step": 0, "timestamp": 0, "value": None if v != v else v}
+            for pk, r in enumerate(runs, 1)
+            for k, v in r["metrics"].items()
+        ]
+        params = [
+            {"run_pk": pk, "key": k, "value": v, "value_num": param_number(v)}
+            for pk, r in enumerate(runs, 1)
+            for k, v in r["params"].items()
+        ]
+        tags = [
+            {"run_pk": pk, "key": k, "value": v}
+            for pk, r in enumerate(runs, 1)
+            for k, v in r["tags"].items()
+        ]
+        for name, rows in (("latest_metrics", metrics), ("params", params), ("tags", tags)):
+            if rows:
+                conn.execute(t[name].insert(), rows)
+    attributes = ("start_time", "end_time", "heartbeat", "status", "lifecycle")
+    return [
+        RunView(
+            r["metrics"],
+            r["params"],
+            r["tags"],
+            {
+                "run_id": r["id"],
+                "run_name": r["name"],
+                "experiment_id": str(r["experiment_id"]),
+                **{a: r[a] for a in attributes},
+            },  # fmt: skip
+        )
+        for r in runs
+    ]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(runs=RUNS, queries=QUERIES)
+def test_sql_agrees_with_python(engine: sa.Engine, runs: list[dict[str, Any]], queries) -> None:
+    views = _load(engine, runs)
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        for expr, order, experiments, lifecycles, limit in queries:
+            text = format_filter(expr)
+            assert parse_filter(text) == expr
+            predicate = to_predicate(parse_filter(text))
+            selected = [
+                v
+                for v in views
+                if predicate(v)
+                and (experiments is None or int(v.attributes["experiment_id"]) in experiments)
+                and (lifecycles is None or v.attributes["lifecycle"] in lifecycles)
+            ]
+            expected = [v.attributes["run_id"] for v in sort_runs(selected, order)]
+            stmt = select_runs(text, order, experiments, lifecycles, limit, dialect)
+            got = [row.id for row in conn.execute(stmt)]
+            context = f"filter={text!r} order={order}"
+            if limit is None:
+                assert sorted(got) == sorted(expected), context
+            event("some runs match" if 0 < len(selected) < len(views) else "all or none match")
+            assert got == expected[:limit], context
