@@ -217,7 +217,7 @@ def test_code_state_recorded_in_git_repo(tmp_path, monkeypatch):
     run_id = out.stdout.strip()
     rec = tracker.Recorder(manager, "1", info=manager.get_run_info(run_id))
     assert {"code_diff.txt", "code_status.txt", "code_cached.txt"} <= set(rec.list_artifacts())
-    assert "print(2)" in Path(rec.download_artifact("code_diff.txt")).read_text()
+    assert "print(2)" in rec.load_object("code_diff.txt")
     assert "train.py" in Path(rec.download_artifact("code_cached.txt")).read_text()
     tags = rec.list_tags()
     assert len(tags["tracker.git_commit"]) == 40 and tags["tracker.git_dirty"] == "true"

@@ -39,7 +39,9 @@ PICKLE_PROTOCOL = 5
 _CHUNK = 1 << 20
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 _PARQUET_META_KEY = b"tracker"
-_FORMATS = {".parquet": "parquet", ".json": "json"}  # any other name is pickled, as Qlib does
+# Any other name is pickled, as Qlib does. ``.txt`` is text so that the code_*.txt files
+# written at run start read back as text.
+_FORMATS = {".parquet": "parquet", ".json": "json", ".txt": "text"}
 
 
 def validate_path(path: str, *, what: str = "artifact path") -> str:
@@ -284,7 +286,8 @@ def dumps(name: str, obj: Any) -> bytes:
     """Serialise ``obj`` in the format picked by ``name``'s suffix.
 
     ``.parquet``: DataFrame or Series (index, MultiIndex, names kept); ``.json``: UTF-8 JSON
-    (lossy as JSON is: tuples become lists); anything else (``pred.pkl``, ``task``): pickle.
+    (lossy as JSON is: tuples become lists); ``.txt``: a str as UTF-8; anything else
+    (``pred.pkl``, ``task``): pickle.
     Raises InvalidInputError when the object cannot be stored in that format."""
     fmt = _FORMATS.get(posixpath.splitext(name)[1].lower(), "pickle")
     try:
@@ -293,6 +296,10 @@ def dumps(name: str, obj: Any) -> bytes:
             return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=2).encode()
         if fmt == "parquet":
             return _dump_parquet(obj)
+        if fmt == "text":
+            if not isinstance(obj, str):
+                raise TypeError(f"a .txt artifact holds a str, not {type(obj).__name__}")
+            return obj.encode()
         return pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
     # Arrow's errors subclass these built-ins too.
     except (TypeError, ValueError, AttributeError, NotImplementedError, pickle.PicklingError) as e:
@@ -311,6 +318,8 @@ def loads(name: str, data: bytes, unpickler: type[pickle.Unpickler] | None = Non
             return _load_parquet(data)
         if fmt == "json":
             return json.loads(data.decode("utf-8"))
+        if fmt == "text":
+            return data.decode("utf-8")
         return (unpickler or pickle.Unpickler)(io.BytesIO(data)).load()
     except Exception as e:
         raise errors.LoadObjectError(f"cannot load artifact {name!r} as {fmt}: {e!r}") from e
