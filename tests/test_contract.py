@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -191,6 +192,7 @@ def _population(manager):
     exp = manager.get_exp(experiment_name="s")
     recs = []
     for i in range(6):
+        time.sleep(0.002)  # distinct start times: runs started in the same ms tie on run id
         r = exp.start(recorder_name=f"r{i}")
         r.log_params(model="lgb" if i % 2 else "linear", lr=0.1 * i)
         r.log_metrics(IC=i / 10, **{"Rank IC": -i})
@@ -392,6 +394,7 @@ def test_sync_mode_writes_each_call(manager):
 def test_stale_runs_are_reaped(manager):
     rec = started(manager)
     fresh = started(manager, name="fresh")
+    rec.flush()  # its process "dies" with nothing queued
     manager.update_run(rec.id, heartbeat=now_ms() - 120_000)
     stale = manager.stale_runs(stale_after=60)
     assert [r.run_id for r in stale] == [rec.id]

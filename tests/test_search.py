@@ -377,44 +377,30 @@ def comparisons(
     patterns: st.SearchStrategy[str],
     attr_strings: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[Comparison]:
-    """Well-typed comparisons: what the parser accepts."""
+    """Well-typed comparisons (what the parser accepts), every operator about equally likely."""
+    keys = {M: metric_keys, P: param_keys, T: tag_keys}
 
-    def with_numbers(kind: str, keys: st.SearchStrategy[str]) -> st.SearchStrategy[Comparison]:
-        return st.one_of(
-            st.builds(C, st.just(kind), keys, st.sampled_from(NUMERIC_OPS), numbers),
-            st.builds(
-                C, st.just(kind), keys, st.sampled_from(LIST_OPS),
-                st.lists(numbers, min_size=1, max_size=3).map(tuple),
-            ),
-        )  # fmt: skip
+    @st.composite
+    def comparison(draw: st.DrawFn) -> Comparison:
+        kind = draw(st.sampled_from([M, P, T, A]))
+        if kind == A:
+            key = draw(st.sampled_from(STRING_ATTRS + NUMERIC_ATTRS))
+            numeric = key in NUMERIC_ATTRS
+        else:
+            key = draw(keys[kind])
+            numeric = kind == M or (kind == P and draw(st.booleans()))
+        ops = NUMERIC_OPS if numeric else STRING_OPS
+        op = draw(st.sampled_from(ops + LIST_OPS + NULL_OPS))
+        if op in NULL_OPS:
+            return C(kind, key, op)
+        values = numbers if numeric else strings
+        if kind == A and not numeric and attr_strings is not None:
+            values = attr_strings
+        if op in LIST_OPS:
+            return C(kind, key, op, tuple(draw(st.lists(values, min_size=1, max_size=3))))
+        return C(kind, key, op, draw(patterns if "LIKE" in op else values))
 
-    def with_strings(kind: str, keys: st.SearchStrategy[str], values: st.SearchStrategy[str]):
-        return st.one_of(
-            st.builds(C, st.just(kind), keys, st.sampled_from(["=", "!="]), values),
-            st.builds(C, st.just(kind), keys, st.sampled_from(STRING_OPS[2:]), patterns),
-            st.builds(
-                C, st.just(kind), keys, st.sampled_from(LIST_OPS),
-                st.lists(values, min_size=1, max_size=3).map(tuple),
-            ),
-        )  # fmt: skip
-
-    def nulls(kind: str, keys: st.SearchStrategy[str]) -> st.SearchStrategy[Comparison]:
-        return st.builds(C, st.just(kind), keys, st.sampled_from(NULL_OPS))
-
-    return st.one_of(
-        with_numbers(M, metric_keys),
-        nulls(M, metric_keys),
-        with_numbers(P, param_keys),
-        with_strings(P, param_keys, strings),
-        nulls(P, param_keys),
-        with_strings(T, tag_keys, strings),
-        nulls(T, tag_keys),
-        with_strings(
-            A, st.sampled_from(STRING_ATTRS), strings if attr_strings is None else attr_strings
-        ),
-        with_numbers(A, st.sampled_from(NUMERIC_ATTRS)),
-        nulls(A, st.sampled_from(STRING_ATTRS + NUMERIC_ATTRS)),
-    )
+    return comparison()
 
 
 def expressions(leaves: st.SearchStrategy[Comparison]) -> st.SearchStrategy[Expr]:
@@ -498,23 +484,58 @@ RUNS = st.lists(
             "tags": st.dictionaries(st.sampled_from(TAG_KEYS), SHORT, max_size=2),
         }
     ),
-    min_size=1,
+    min_size=2,
     max_size=10,
     unique_by=lambda run: run["id"],
 )
-FILTERS = expressions(
-    comparisons(
-        st.sampled_from([*METRIC_KEYS, "absent"]),
-        st.sampled_from([*PARAM_KEYS, "absent"]),
-        st.sampled_from([*TAG_KEYS, "absent"]),
-        FILTER_NUMBERS,
-        st.one_of(SHORT, PARAM_VALUES),
-        PATTERNS,
-        attr_strings=st.one_of(
-            SHORT, st.sampled_from(STATUSES + ["active", "deleted", "1", "01", "2", "a"])
-        ),
+
+
+def _patterns_from(value: str) -> list[str]:
+    """LIKE patterns that (nearly) match ``value``: exact, other case, prefix, suffix, one char."""
+    literal = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    found = [value, literal, literal.swapcase(), value[:1] + "%", "%" + value[-1:]]
+    found += ["_" + literal[1:], literal[:1].swapcase() + "%"]
+    return found
+
+
+def queries_for(runs: list[dict[str, Any]]) -> st.SearchStrategy[list[tuple]]:
+    """Queries whose values mostly come from the runs themselves, so that comparisons split them."""
+    texts = sorted(
+        {r[f] for r in runs for f in ("id", "name", "status")}
+        | {v for r in runs for v in [*r["params"].values(), *r["tags"].values()]}
     )
-)
+    numbers = {v for r in runs for v in r["metrics"].values() if math.isfinite(v)}
+    numbers |= {n for r in runs for v in r["params"].values() if (n := param_number(v)) is not None}
+    numbers |= {r[f] for r in runs for f in NUMERIC_ATTRS if r[f] is not None}
+    patterns = sorted({p for t in texts for p in _patterns_from(t)})
+    local_numbers = st.sampled_from(sorted(numbers)) if numbers else FILTER_NUMBERS
+    local_texts = st.sampled_from(texts) if texts else SHORT
+    filters = expressions(
+        comparisons(
+            st.sampled_from([*METRIC_KEYS, "absent"]),
+            st.sampled_from([*PARAM_KEYS, "absent"]),
+            st.sampled_from([*TAG_KEYS, "absent"]),
+            st.one_of(local_numbers, FILTER_NUMBERS),
+            st.one_of(local_texts, SHORT, PARAM_VALUES),
+            st.one_of(st.sampled_from(patterns), PATTERNS) if patterns else PATTERNS,
+            attr_strings=st.one_of(
+                local_texts, st.sampled_from(STATUSES + ["active", "deleted", "1", "01", "2"])
+            ),
+        )
+    )
+    return st.lists(
+        st.tuples(
+            st.integers(0, 3).flatmap(lambda i: filters if i else st.none()),
+            ORDERS,
+            st.none() | st.lists(st.sampled_from([1, 2, 3]), unique=True),
+            st.none() | st.sampled_from([("active",), ("deleted",), ("active", "deleted")]),
+            st.none() | st.integers(0, 4),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+
+
 ORDER_FIELDS = (
     [(M, k) for k in [*METRIC_KEYS, "absent"]]
     + [(P, k) for k in PARAM_KEYS]
@@ -526,17 +547,6 @@ ORDERS = st.lists(
     max_size=3,
     unique_by=lambda item: item[0],
 ).map(lambda items: [OrderKey(kind, key, asc) for (kind, key), asc in items])
-QUERIES = st.lists(
-    st.tuples(
-        st.none() | FILTERS,
-        ORDERS,
-        st.none() | st.lists(st.sampled_from([1, 2, 3]), unique=True),
-        st.none() | st.sampled_from([("active",), ("deleted",), ("active", "deleted")]),
-        st.none() | st.integers(0, 4),
-    ),
-    min_size=1,
-    max_size=4,
-)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -574,7 +584,7 @@ def _load(engine: sa.Engine, runs: list[dict[str, Any]]) -> list[RunView]:
             conn.execute(t[name].delete())
         conn.execute(
             t["experiments"].insert(),
-            [{"id": i, "name": f"e{i}", "creation_time": 0} for i in (1, 2, 3)],
+            [{"id": i, "name": f"e{i}", "creation_time": 0} for i in (1, 2, 3, 10)],
         )
         if not runs:
             return []
@@ -619,32 +629,151 @@ def _load(engine: sa.Engine, runs: list[dict[str, Any]]) -> list[RunView]:
     ]
 
 
+def _leaves(expr: Expr | None) -> list[Comparison]:
+    if expr is None:
+        return []
+    if isinstance(expr, Comparison):
+        return [expr]
+    return [leaf for item in expr.items for leaf in _leaves(item)]
+
+
 @settings(
     max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(runs=RUNS, queries=QUERIES)
-def test_sql_agrees_with_python(engine: sa.Engine, runs: list[dict[str, Any]], queries) -> None:
+@given(runs=RUNS, data=st.data())
+def test_sql_agrees_with_python(
+    engine: sa.Engine, runs: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Same runs in the same order from SQL as from ``to_predicate`` + ``sort_runs``, for the
+    whole expression and for each of its comparisons alone."""
     views = _load(engine, runs)
     dialect = engine.dialect.name
     with engine.connect() as conn:
-        for expr, order, experiments, lifecycles, limit in queries:
-            text = format_filter(expr)
-            assert parse_filter(text) == expr
-            predicate = to_predicate(parse_filter(text))
-            selected = [
-                v
-                for v in views
-                if predicate(v)
-                and (experiments is None or int(v.attributes["experiment_id"]) in experiments)
-                and (lifecycles is None or v.attributes["lifecycle"] in lifecycles)
-            ]
-            expected = [v.attributes["run_id"] for v in sort_runs(selected, order)]
-            stmt = select_runs(text, order, experiments, lifecycles, limit, dialect)
-            got = [row.id for row in conn.execute(stmt)]
-            context = f"filter={text!r} order={order}"
-            if limit is None:
-                assert sorted(got) == sorted(expected), context
-            event("some runs match" if 0 < len(selected) < len(views) else "all or none match")
-            assert got == expected[:limit], context
+        for expr, order, experiments, lifecycles, limit in data.draw(queries_for(runs)):
+            checks = [(expr, order, experiments, lifecycles, limit)]
+            checks += [(leaf, [], None, None, None) for leaf in _leaves(expr)]
+            for expr, order, experiments, lifecycles, limit in checks:
+                text = format_filter(expr)
+                assert parse_filter(text) == expr
+                predicate = to_predicate(parse_filter(text))
+                selected = [
+                    v
+                    for v in views
+                    if predicate(v)
+                    and (experiments is None or int(v.attributes["experiment_id"]) in experiments)
+                    and (lifecycles is None or v.attributes["lifecycle"] in lifecycles)
+                ]
+                expected = [v.attributes["run_id"] for v in sort_runs(selected, order)]
+                stmt = select_runs(text, order, experiments, lifecycles, limit, dialect)
+                got = [row.id for row in conn.execute(stmt)]
+                context = f"filter={text!r} order={order}"
+                if limit is None:
+                    assert sorted(got) == sorted(expected), context
+                assert got == expected[:limit], context
+                if isinstance(expr, Comparison) and 0 < len(selected) < len(views):
+                    event(f"a {expr.kind} comparison splits the runs")
+
+
+# ---------------------------------------------------------------------------------------------
+# Known answers on a fixed population, checked for both interpreters on every backend
+
+
+def _run(run_id: str, name: str, status: str, exp: int, start: int | None, **rest: Any) -> dict:
+    return {"id": run_id, "name": name, "status": status, "experiment_id": exp,
+            "lifecycle": rest.pop("lifecycle", "active"), "start_time": start,
+            "end_time": rest.pop("end", None), "heartbeat": None, "metrics": {}, "params": {},
+            "tags": {}, **rest}  # fmt: skip
+
+
+FIXED = [
+    _run("r1", "Alpha", "FINISHED", 1, 10, end=20, metrics={"IC": 0.1, "loss": math.nan},
+         params={"lr": "0.01", "model": "LGBModel"}, tags={"note": "100%"}),
+    _run("r2", "alpha_2", "FAILED", 1, 20, metrics={"IC": -0.2},
+         params={"lr": "1e-3", "model": "lgb*"}, tags={"note": "abc"}),
+    _run("r3", "Beta[1]", "RUNNING", 2, None, metrics={"IC": math.inf, "loss": 1.0},
+         params={"lr": "abc"}, tags={"note": "ÉTÉ"}),
+    _run("r4", "ß?", "FINISHED", 2, 20, lifecycle="deleted", metrics={"IC": math.nan},
+         params={"model": "x\\y"}),
+    _run("r5", "gamma", "KILLED", 10, 5, params={"lr": "0.1"}, tags={"note": "a_c"}),
+]  # fmt: skip
+
+KNOWN = [
+    ("metrics.IC > 0", "r1 r3"),
+    ("metrics.IC != 0.1", "r2 r3"),
+    ("metrics.IC IS NOT NULL", "r1 r2 r3 r4"),
+    ("metrics.IC IS NULL", "r5"),
+    ("metrics.loss NOT IN (1)", ""),
+    ("metrics.IC >= 1e308", "r3"),
+    ("params.lr < 0.05", "r1 r2"),
+    ("params.lr != 0.01", "r2 r5"),
+    ("params.lr = '1e-3'", "r2"),
+    ("params.lr = 0.001", "r2"),
+    ("params.lr IN (0.1, 0.01)", "r1 r5"),
+    ("params.model LIKE 'lgb%'", "r2"),
+    ("params.model LIKE 'LGB%'", "r1"),
+    ("params.model ILIKE 'lgb%'", "r1 r2"),
+    ("params.model LIKE 'lgb*'", "r2"),
+    ("params.model LIKE 'lgb_'", "r2"),
+    (r"params.model LIKE 'x\\\\y'", "r4"),
+    (r"tags.note LIKE '100\%'", "r1"),
+    ("tags.note LIKE 'a_c'", "r2 r5"),
+    (r"tags.note LIKE 'a\_c'", "r5"),
+    ("tags.note ILIKE 'été'", ""),
+    ("tags.note ILIKE 'ÉtÉ'", "r3"),
+    ("tags.note != 'abc'", "r1 r3 r5"),
+    ("tags.note NOT LIKE '%c'", "r1 r3"),
+    ("name LIKE 'Beta[%'", "r3"),
+    ("name LIKE 'ß_'", "r4"),
+    ("name ILIKE 'ALPHA%'", "r1 r2"),
+    ("name LIKE 'alpha%'", "r2"),
+    ("experiment_id = '1'", "r1 r2"),
+    ("experiment_id = '01'", ""),
+    ("experiment_id != '01'", "r1 r2 r3 r4 r5"),
+    ("experiment_id IN ('2', 'x')", "r3 r4"),
+    ("experiment_id LIKE '1%'", "r1 r2 r5"),
+    ("end_time IS NULL", "r2 r3 r4 r5"),
+    ("start_time > 5 AND start_time < 20.5", "r1 r2 r4"),
+    ("start_time > 19.5", "r2 r4"),
+    ("status IN ('FAILED', 'KILLED') OR lifecycle = 'deleted'", "r2 r4 r5"),
+    ("(metrics.IC > 0 OR params.lr < 0.05) AND status != 'RUNNING'", "r1 r2"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [pytest.param(*k, id=k[0]) for k in KNOWN])
+def test_known_filter_results(engine: sa.Engine, text: str, expected: str) -> None:
+    views = _load(engine, FIXED)
+    predicate = to_predicate(parse_filter(text))
+    assert {v.attributes["run_id"] for v in views if predicate(v)} == set(expected.split())
+    with engine.connect() as conn:
+        got = {row.id for row in conn.execute(select_runs(text, dialect_name=engine.dialect.name))}
+    assert got == set(expected.split())
+
+
+KNOWN_ORDER = [
+    (["metrics.IC DESC"], "r3 r1 r2 r4 r5"),
+    (["metrics.IC"], "r2 r1 r3 r4 r5"),
+    (["params.lr"], "r1 r5 r2 r3 r4"),
+    ([], "r2 r4 r1 r5 r3"),
+    (["-experiment_id"], "r5 r4 r3 r2 r1"),
+    (["run_name"], "r1 r3 r2 r5 r4"),
+    (["end_time DESC"], "r1 r2 r4 r5 r3"),
+    (["tags.note DESC", "metrics.loss"], "r3 r2 r5 r1 r4"),
+]
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"), [pytest.param(*k, id=",".join(k[0]) or "none") for k in KNOWN_ORDER]
+)
+def test_known_order(engine: sa.Engine, order: list[str], expected: str) -> None:
+    views = _load(engine, FIXED)
+    keys = parse_order_by(order)
+    assert [v.attributes["run_id"] for v in sort_runs(views, keys)] == expected.split()
+    with engine.connect() as conn:
+        stmt = select_runs(None, keys, dialect_name=engine.dialect.name)
+        assert [row.id for row in conn.execute(stmt)] == expected.split()
+        stmt = select_runs(None, keys, [1, 2], ("active",), 2, engine.dialect.name, offset=1)
+        assert [row.id for row in conn.execute(stmt)] == [
+            r for r in expected.split() if r not in ("r4", "r5")
+        ][1:3]

@@ -205,10 +205,18 @@ def order_clauses(
                 order.append(case((table.c.run_pk.is_(None), 1), else_=0))
                 column = _text_order(table.c.value, dialect_name)
         order.append(column.asc() if key.ascending else column.desc())
-    order.append(case((runs.c.start_time.is_(None), 1), else_=0))
-    order.append(runs.c.start_time.desc())
-    order.append(_text_order(runs.c.id, dialect_name).asc())
+    order.extend(_tie_breakers(dialect_name))
     return joins, order
+
+
+def _tie_breakers(dialect_name: str) -> list[ColumnElement[Any]]:
+    """start_time DESC (missing last), then run id. Written so that SQLite walks the
+    (experiment, lifecycle, start_time) index instead of sorting, where its DESC already
+    puts NULLs last."""
+    newest = runs.c.start_time.desc()
+    if dialect_name != "sqlite":
+        newest = newest.nulls_last()
+    return [newest, _text_order(runs.c.id, dialect_name).asc()]
 
 
 def select_runs(
@@ -244,3 +252,49 @@ def select_runs(
     if offset:
         stmt = stmt.offset(offset)
     return stmt
+
+
+def select_runs_key_first(
+    expr: Expr | None,
+    order: Sequence[OrderKey],
+    experiment_pks: Sequence[int] | None,
+    lifecycles: Sequence[str] | None,
+    limit: int | None,
+    dialect_name: str = "sqlite",
+) -> tuple[Select[Any], Select[Any]]:
+    """Two queries that, run in turn, give what :func:`select_runs` gives when ``order[0]``
+    is a metric, param or tag: first the runs that have that key, read in key order from its
+    ``(key, value)`` index so that the first page needs no sort of the whole experiment; then
+    the runs without the key.
+
+    SQLite's planner, lacking statistics, otherwise scans every run of the experiment and
+    sorts; the run restrictions are made non-indexable here (``+ 0``, ``|| ''``) so that it
+    drives the join from the key's index instead.
+    """
+    first, rest = order[0], list(order[1:])
+    lead = _CHILD[first.kind].alias("lead")
+    joins, rest_order = order_clauses(rest, dialect_name)
+    value: Any = lead.c.value if first.kind == "metric" else _text_order(lead.c.value, dialect_name)
+    lead_order = value.asc() if first.ascending else value.desc()
+    if first.kind == "metric" and (first.ascending or dialect_name != "sqlite"):
+        lead_order = lead_order.nulls_last()  # NaN after every value, either direction
+    source: FromClause = lead.join(runs, runs.c.pk == lead.c.run_pk)
+    for table, onclause in joins:
+        source = source.outerjoin(table, onclause)
+    having = select(runs).select_from(source).where(lead.c.key == first.key)
+    unindexed = dialect_name == "sqlite"
+    exp_col: Any = runs.c.experiment_id + 0 if unindexed else runs.c.experiment_id
+    life_col: Any = runs.c.lifecycle.concat("") if unindexed else runs.c.lifecycle
+    if experiment_pks is not None:
+        having = having.where(exp_col.in_(list(experiment_pks)))
+    if lifecycles is not None:
+        having = having.where(life_col.in_(list(lifecycles)))
+    if expr is not None:
+        having = having.where(filter_clause(expr, dialect_name))
+    having = having.order_by(lead_order, *rest_order)
+    missing = Comparison(first.kind, first.key, "IS NULL", None)
+    without_expr: Expr = missing if expr is None else And((expr, missing))
+    without = select_runs(without_expr, rest, experiment_pks, lifecycles, limit, dialect_name)
+    if limit is not None:
+        having = having.limit(limit)
+    return having, without
