@@ -18,7 +18,12 @@ ORDERS = [
     ["tags.t", "-metrics.m"],
     ["metrics.absent"],
 ]
-FILTERS = ["", "params.p IN ('p1', 'p3', 'p5')", "metrics.m > 0 or tags.t = 'b'", "status = 'FINISHED'"]
+FILTERS = [
+    "",
+    "params.p IN ('p1', 'p3', 'p5')",
+    "metrics.m > 0 or tags.t = 'b'",
+    "status = 'FINISHED'",
+]
 
 
 @pytest.fixture(scope="module")
