@@ -383,12 +383,14 @@ def test_background_write_error_is_raised_not_swallowed(manager):
         rec.end_run()
 
 
-def test_sync_mode_writes_each_call(manager):
+def test_sync_mode_writes_each_call(manager, monkeypatch):
     exp = manager.get_exp(experiment_name="sync")
     rec = Recorder(manager, exp.id, "s", async_log=False).start_run()
     rec.log_metrics(m=1.0)
-    assert manager.get_run(rec.id).data.metrics == {"m": 1.0}
+    assert manager._get_runs_data([rec.id])[rec.id].metrics == {"m": 1.0}  # no flush needed
     rec.end_run()
+    monkeypatch.setenv("TRACKER_SYNC_LOGGING", "1")
+    assert Recorder(manager, exp.id, "s").async_log is False
 
 
 def test_stale_runs_are_reaped(manager):

@@ -29,7 +29,8 @@ class Recorder:
     resumes) it in the store, ``end_run`` ends it.
 
     Metrics and tags logged while it runs in this process are queued and written in the
-    background (``async_log=False`` writes each call at once); params are written at once, so
+    background (``async_log=False``, or ``TRACKER_SYNC_LOGGING=1`` for every recorder, writes
+    each call in its own transaction); params are written at once, so
     a conflicting value raises where it was logged.
     """
 
@@ -46,11 +47,13 @@ class Recorder:
         name: str | None = None,
         info: RunInfo | None = None,
         *,
-        async_log: bool = True,
+        async_log: bool | None = None,
     ) -> None:
         self.manager = manager
         self.experiment_id = experiment_id
         self.name = name or (info.name if info else DEFAULT_RECORDER_NAME)
+        if async_log is None:
+            async_log = os.environ.get("TRACKER_SYNC_LOGGING", "") in ("", "0")
         self.async_log = async_log
         self._info = info
         self._buffer: writer.LogBuffer | None = None
