@@ -441,3 +441,17 @@ def test_round_trip_property(manager, metrics, params):
     for k, v in metrics.items():
         got = data.metrics[k]
         assert (math.isnan(v) and math.isnan(got)) or got == v
+
+
+def test_purge_run_removes_rows_and_files(manager):
+    rec = started(manager)
+    rec.log_metrics(m=1.0)
+    rec.save_objects(**{"pred.pkl": [1]})
+    rec.end_run()
+    keep = started(manager, name="keep")
+    keep.save_objects(**{"pred.pkl": [2]})
+    manager.purge_run(rec.id)
+    with pytest.raises(RunNotFound):
+        manager.get_run_info(rec.id)
+    assert not manager.artifacts.exists(rec.run_info.artifact_prefix, "pred.pkl")
+    assert keep.load_object("pred.pkl") == [2]
