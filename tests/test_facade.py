@@ -204,3 +204,19 @@ def test_qlib_style_script_then_new_process(tmp_path):
         check=True,
     )
     assert out.stdout.split() == ["FINISHED", "0.49", "3.0"]
+
+
+def test_heartbeat_is_refreshed_in_the_background(tmp_path, monkeypatch):
+    import time
+
+    from tracker import writer
+
+    monkeypatch.setattr(writer, "HEARTBEAT_INTERVAL", 0.05)
+    tracker.init(tmp_path / "s")
+    with R.start(experiment_name="hb") as rec:
+        first = rec.refresh().run_info.heartbeat
+        info = rec.run_info
+        assert info.pid is not None and info.host
+        time.sleep(0.5)
+        assert rec.refresh().run_info.heartbeat > first
+        assert R.exp_manager.stale_runs(stale_after=5) == []
