@@ -119,7 +119,6 @@ def test_older_schema_is_migrated_forward_or_refused(tmp_path, monkeypatch):
         conn.exec_driver_sql("ALTER TABLE experiments ADD COLUMN note TEXT")
 
     version = models.SCHEMA_VERSION + 1
-    monkeypatch.setattr(models, "SCHEMA_VERSION", version)
     monkeypatch.setattr(tracker.backends.sql.db, "SCHEMA_VERSION", version)
     monkeypatch.setattr(migrations, "STEPS", [(version, add_note_column)])
     from tracker.backends.sql.store import SQLExpManager

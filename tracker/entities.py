@@ -122,3 +122,13 @@ class ArtifactEntry:
     size: int
     checksum: str  # "sha256:<hex>"
     mtime: int = 0  # epoch milliseconds
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    """An experiment with its run counts, for listings."""
+
+    info: ExperimentInfo
+    runs: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    last_activity: int | None = None  # epoch milliseconds: latest start, end or heartbeat

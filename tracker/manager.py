@@ -17,6 +17,7 @@ from tracker import writer
 from tracker.entities import (
     ArtifactEntry,
     ExperimentInfo,
+    ExperimentSummary,
     Lifecycle,
     Metric,
     Run,
@@ -263,6 +264,28 @@ class ExpManager(abc.ABC):
         info = self.get_run_info(run_id)
         self.artifacts.delete_prefix(info.artifact_prefix)
         self.delete_run_permanently(run_id)
+
+    def find_runs(self, prefix: str, view: ViewType = ViewType.ALL) -> list[RunInfo]:
+        """Runs whose id starts with ``prefix`` (as git resolves short hashes)."""
+        if not prefix or not all(c in "0123456789abcdef" for c in prefix.lower()):
+            return []
+        return self.search_run_infos(
+            filter_string=f"run_id LIKE '{prefix.lower()}%'", view=view, max_results=50
+        )
+
+    def summarize_experiments(
+        self, view: ViewType = ViewType.ACTIVE_ONLY
+    ) -> list[ExperimentSummary]:
+        """Every experiment with its run and status counts; backends override for speed."""
+        out = []
+        for info in self.list_experiment_infos(view):
+            runs = self.search_run_infos([info.experiment_id], view=view)
+            statuses: dict[str, int] = {}
+            for run in runs:
+                statuses[run.status.value] = statuses.get(run.status.value, 0) + 1
+            times = [t for r in runs for t in (r.start_time, r.end_time, r.heartbeat) if t]
+            out.append(ExperimentSummary(info, len(runs), statuses, max(times, default=None)))
+        return out
 
     def stale_runs(self, stale_after: float = DEFAULT_STALE_AFTER) -> list[RunInfo]:
         """RUNNING runs whose heartbeat is older than ``stale_after`` seconds."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Float, Index, Text, text
 from sqlmodel import Field, SQLModel
 
-#: Bumped by every migration step in :mod:`tracker.backends.sql.migrations`.
-SCHEMA_VERSION = 1
+from tracker.backends.sql import SCHEMA_VERSION
+
+__all__ = ["SCHEMA_VERSION", "metadata"]
 
 metadata = SQLModel.metadata
 
