@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ class LogBuffer:
         self.tags: dict[str, str] = {}
         self.params: dict[str, str] = {}
         self.error: BaseException | None = None
+        self.next_beat = time.monotonic() + HEARTBEAT_INTERVAL  # start_run wrote the first
         # Re-entrant: a signal handler may run while the main thread holds them.
         self._lock = threading.RLock()
         self._flush_lock = threading.RLock()
@@ -101,7 +103,6 @@ class _Writer:
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._next_beat = 0.0
 
     def register(self, buffer: LogBuffer) -> None:
         with self._lock:
@@ -120,18 +121,15 @@ class _Writer:
         self._event.set()
 
     def _run(self) -> None:
-        import time
-
         while True:
             self._event.wait(FLUSH_INTERVAL)
             self._event.clear()
-            beat = time.monotonic() >= self._next_beat
-            if beat:
-                self._next_beat = time.monotonic() + HEARTBEAT_INTERVAL
             for buffer in list(self.buffers.values()):
                 try:
                     buffer.flush()
-                    if beat:
+                    now = time.monotonic()
+                    if now >= buffer.next_beat:
+                        buffer.next_beat = now + HEARTBEAT_INTERVAL
                         buffer.manager.update_run(buffer.run_id, heartbeat=int(time.time() * 1000))
                 except Exception as e:
                     buffer.error = e
