@@ -1,16 +1,50 @@
-"""Entry point of the ``tracker`` command."""
+"""Entry point of the ``tracker`` command.
+
+Exit codes: 0 success, 1 a tracker error (one line on stderr, no traceback), 2 bad usage.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 import tracker
+from cli.context import Context
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class TrackerGroup(click.Group):
+    """Turns tracker's errors into click's one-line errors (exit 1) at one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except tracker.TrackerError as e:
+            raise click.ClickException(str(e)) from e
+        finally:
+            if isinstance(ctx.obj, Context):
+                ctx.obj.close()
+
+
+@click.group(cls=TrackerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--uri",
+    envvar="TRACKER_URI",
+    metavar="URI",
+    help="Store: a directory, sqlite:///file.db or postgresql+psycopg://… "
+    "(default: $TRACKER_URI, else the nearest .tracker/ here or above).",
+)
+@click.option(
+    "--artifact-uri",
+    envvar="TRACKER_ARTIFACT_URI",
+    metavar="URL",
+    help="Artifact location (fsspec URL) when the store does not imply one.",
+)
 @click.version_option(tracker.__version__, prog_name="tracker")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context, uri: str | None, artifact_uri: str | None) -> None:
     """Track experiments in a local SQLite store (or PostgreSQL + S3) and inspect them."""
+    ctx.obj = Context(uri, artifact_uri)
 
 
 @cli.group()
@@ -19,19 +53,19 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--uri", envvar="TRACKER_URI", help="Store to upgrade (default: nearest .tracker/).")
-def upgrade(uri: str | None) -> None:
+@click.pass_obj
+def upgrade(obj: Context) -> None:
     """Migrate a store's schema to this version of tracker."""
     from tracker.backends.sql.db import Database
-    from tracker.uri import resolve
 
-    try:
-        loc = resolve(uri, create=False)
-        database = Database(loc.uri, upgrade=True)
-        click.echo(f"{loc.uri}: schema v{database.schema_version()}")
-        database.dispose()
-    except tracker.TrackerError as e:
-        raise click.ClickException(str(e)) from e
+    loc = tracker.uri.resolve(obj.uri, obj.artifact_uri, create=False)
+    database = Database(loc.uri, upgrade=True)
+    click.echo(f"{loc.uri}: schema v{database.schema_version()}")
+    database.dispose()
+
+
+# Commands live in modules named for them; each module adds its commands to ``cli``.
+# (registration lines below)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ def test_version():
 
 def test_db_upgrade_reports_version(tmp_path):
     tracker.connect(tmp_path / "s")
-    result = CliRunner().invoke(cli, ["db", "upgrade", "--uri", str(tmp_path / "s")])
+    result = CliRunner().invoke(cli, ["--uri", str(tmp_path / "s"), "db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert "schema v1" in result.stdout
 

@@ -455,3 +455,14 @@ def test_purge_run_removes_rows_and_files(manager):
         manager.get_run_info(rec.id)
     assert not manager.artifacts.exists(rec.run_info.artifact_prefix, "pred.pkl")
     assert keep.load_object("pred.pkl") == [2]
+
+
+def test_create_run_with_given_id(manager):
+    exp = manager.create_experiment("imp")
+    run_id = "ab" * 16
+    info = manager.create_run(exp.experiment_id, "r", run_id=run_id, start_time=5)
+    assert info.run_id == run_id and manager.get_run_info(run_id).start_time == 5
+    with pytest.raises(AlreadyExistsError, match=run_id):
+        manager.create_run(exp.experiment_id, "r", run_id=run_id)
+    with pytest.raises(InvalidInputError, match="32 lowercase hex"):
+        manager.create_run(exp.experiment_id, "r", run_id="../x")

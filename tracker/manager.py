@@ -103,8 +103,10 @@ class ExpManager(abc.ABC):
         start_time: int | None = None,
         pid: int | None = None,
         host: str | None = None,
+        run_id: str | None = None,
     ) -> RunInfo:
-        """Create a run in an active experiment. Raises ExperimentNotFound."""
+        """Create a run in an active experiment; ``run_id`` (32 hex digits) keeps an id when
+        importing. Raises ExperimentNotFound, AlreadyExistsError (the id is taken)."""
 
     @abc.abstractmethod
     def get_run_info(self, run_id: str) -> RunInfo:

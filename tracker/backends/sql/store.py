@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ _PARAMS_OF = select(PARAMS.c.key, PARAMS.c.value).where(
 )
 _UPDATE_RUN = RUNS.update().where(RUNS.c.pk == bindparam("_pk"))
 
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 _CHUNK = 500  # ids per IN (...) list, well under every driver's bound-parameter limit
 _RUN_FIELDS = {"start_time", "end_time", "heartbeat", "pid", "host", "name"}
 
@@ -155,8 +157,12 @@ class SQLExpManager(ExpManager):
         start_time: int | None = None,
         pid: int | None = None,
         host: str | None = None,
+        run_id: str | None = None,
     ) -> RunInfo:
-        run_id = uuid.uuid4().hex
+        if run_id is None:
+            run_id = uuid.uuid4().hex
+        elif not _RUN_ID.fullmatch(run_id):
+            raise InvalidInputError(f"run id {run_id!r} must be 32 lowercase hex digits")
         ts = now_ms()
         exp_pk = _int_id(experiment_id)
         values = {
@@ -170,12 +176,17 @@ class SQLExpManager(ExpManager):
             "pid": pid,
             "host": host,
         }
-        with self.db.write() as conn:
-            exp = None if exp_pk is None else conn.execute(_EXP_BY_ID, {"id": exp_pk}).first()
-            if exp is None or exp.lifecycle != "active":
-                state = "is deleted" if exp is not None else "does not exist"
-                raise ExperimentNotFound(f"experiment {experiment_id!r} {state}")
-            pk = conn.execute(RUNS.insert(), values).inserted_primary_key[0]
+        try:
+            with self.db.write() as conn:
+                exp = None if exp_pk is None else conn.execute(_EXP_BY_ID, {"id": exp_pk}).first()
+                if exp is None or exp.lifecycle != "active":
+                    state = "is deleted" if exp is not None else "does not exist"
+                    raise ExperimentNotFound(f"experiment {experiment_id!r} {state}")
+                pk = conn.execute(RUNS.insert(), values).inserted_primary_key[0]
+        except StoreError as e:
+            if isinstance(e.__cause__, exc.IntegrityError):
+                raise AlreadyExistsError(f"a run with id {run_id!r} already exists") from e
+            raise
         self._pks[run_id] = pk
         return _run_info({**values, "experiment_id": str(exp_pk), "end_time": None})
 
