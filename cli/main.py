@@ -66,6 +66,17 @@ def upgrade(obj: Context) -> None:
 
 # Commands live in modules named for them; each module adds its commands to ``cli``.
 # (registration lines below)
+from cli import diff, ls, show  # noqa: E402,F401  (read commands)
+
+cli.add_command(ls.ls)
+cli.add_command(show.show)
+cli.add_command(diff.diff)
+
+from cli.bundle import export, import_  # noqa: E402
+from cli.manage import gc, reap, restore, rm  # noqa: E402
+
+for _command in (rm, restore, gc, reap, export, import_):
+    cli.add_command(_command)
 
 
 def main() -> None:

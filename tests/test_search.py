@@ -498,6 +498,10 @@ def _patterns_from(value: str) -> list[str]:
     return found
 
 
+def _mostly(usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.integers(0, 3).flatmap(lambda i: usual if i else other)
+
+
 def queries_for(runs: list[dict[str, Any]]) -> st.SearchStrategy[list[tuple]]:
     """Queries whose values mostly come from the runs themselves, so that comparisons split them."""
     texts = sorted(
@@ -510,15 +514,16 @@ def queries_for(runs: list[dict[str, Any]]) -> st.SearchStrategy[list[tuple]]:
     patterns = sorted({p for t in texts for p in _patterns_from(t)})
     local_numbers = st.sampled_from(sorted(numbers)) if numbers else FILTER_NUMBERS
     local_texts = st.sampled_from(texts) if texts else SHORT
+    local_patterns = st.sampled_from(patterns) if patterns else PATTERNS
     filters = expressions(
         comparisons(
             st.sampled_from([*METRIC_KEYS, "absent"]),
             st.sampled_from([*PARAM_KEYS, "absent"]),
             st.sampled_from([*TAG_KEYS, "absent"]),
-            st.one_of(local_numbers, FILTER_NUMBERS),
-            st.one_of(local_texts, SHORT, PARAM_VALUES),
-            st.one_of(st.sampled_from(patterns), PATTERNS) if patterns else PATTERNS,
-            attr_strings=st.one_of(
+            _mostly(local_numbers, FILTER_NUMBERS),
+            _mostly(local_texts, st.one_of(SHORT, PARAM_VALUES)),
+            _mostly(local_patterns, PATTERNS),
+            attr_strings=_mostly(
                 local_texts, st.sampled_from(STATUSES + ["active", "deleted", "1", "01", "2"])
             ),
         )
@@ -544,6 +549,7 @@ ORDER_FIELDS = (
 )
 ORDERS = st.lists(
     st.tuples(st.sampled_from(ORDER_FIELDS), st.booleans()),
+    min_size=1,
     max_size=3,
     unique_by=lambda item: item[0],
 ).map(lambda items: [OrderKey(kind, key, asc) for (kind, key), asc in items])
@@ -760,6 +766,8 @@ KNOWN_ORDER = [
     (["run_name"], "r1 r3 r2 r5 r4"),
     (["end_time DESC"], "r1 r2 r4 r5 r3"),
     (["tags.note DESC", "metrics.loss"], "r3 r2 r5 r1 r4"),
+    (["metrics.loss"], "r3 r1 r2 r4 r5"),
+    (["-metrics.loss"], "r3 r1 r2 r4 r5"),
 ]
 
 

@@ -1,0 +1,449 @@
+"""``tracker export`` / ``tracker import``: runs as a self-describing directory (a bundle) that
+any store reads back, with full metric histories and artifacts checked by sha256::
+
+    DIR/bundle.json                {"format": "tracker-bundle", "version": 1, "created": …,
+                                    "tracker_version": …, "runs": [run ids]}
+    DIR/runs/<run_id>/run.json     {"experiment": {"name"}, "info": {every RunInfo field},
+                                    "params": {…}, "tags": {…},
+                                    "metrics": {key: [[step, timestamp, value], …]},
+                                    "artifacts": [{"path", "size", "checksum", "mtime"}]}
+    DIR/runs/<run_id>/artifacts/…  the artifact files at their manifest paths
+
+Metric values NaN/±inf are the strings "nan"/"inf"/"-inf" (JSON has no such numbers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import posixpath
+import re
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+import tracker
+from cli.context import Context
+from cli.output import emit_json, fmt_bytes
+from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
+from tracker.errors import AlreadyExistsError, ConfigError, InvalidInputError, RunNotFound
+from tracker.manager import ExpManager
+from tracker.validation import check_key, check_name, text_items
+
+T = TypeVar("T")
+FORMAT, VERSION = "tracker-bundle", 1
+METRIC_CHUNK = 10_000  # points per log_batch: one bounded transaction each
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_NON_FINITE = {"nan", "inf", "-inf"}
+
+
+class BundleError(InvalidInputError):
+    """A bundle that is missing, malformed or damaged."""
+
+
+@dataclass
+class RunDoc:
+    """One run of a bundle, checked and decoded."""
+
+    experiment: str
+    info: RunInfo
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: list[Metric]
+    artifacts: list[ArtifactEntry]
+    folder: Path = field(default=Path())
+
+    def file(self, entry: ArtifactEntry) -> Path:
+        return self.folder / "artifacts" / Path(*entry.path.split("/"))
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _progress(items: Sequence[T], label: str) -> Iterator[T]:
+    """A progress bar on stderr when it is a terminal and there is more than one item."""
+    stream = sys.stderr
+    if len(items) < 2 or not stream.isatty():
+        yield from items
+        return
+    with click.progressbar(items, label=label, file=stream) as bar:
+        yield from bar
+
+
+def _sha256(path: Path) -> tuple[int, str]:
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, "sha256:" + h.hexdigest()
+
+
+def _encode(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)  # 'nan', 'inf', '-inf'
+
+
+def _decode(value: Any, where: str) -> float:
+    if isinstance(value, str) and value in _NON_FINITE:
+        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise BundleError(f"{where}: metric value {value!r} is not a number, 'nan', 'inf' or '-inf'")
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise BundleError(f"{path} is missing: not a complete tracker bundle") from e
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BundleError(f"{path} is not valid JSON: {e}") from e
+
+
+def _get(doc: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BundleError(f"{where}: {key!r} is missing or not of the expected type")
+    return value
+
+
+# ------------------------------------------------------------------------------------- export
+
+
+def run_document(manager: ExpManager, info: RunInfo) -> dict[str, Any]:
+    """Everything about a run except its files, as JSON-ready data."""
+    data = manager.get_runs_data([info.run_id]).get(info.run_id)
+    keys = sorted(data.metrics) if data else []
+    return {
+        "experiment": {"name": manager.get_experiment(info.experiment_id).name},
+        "info": {**asdict(info), "status": info.status.value, "lifecycle": info.lifecycle.value},
+        "params": data.params if data else {},
+        "tags": data.tags if data else {},
+        "metrics": {
+            k: [
+                [m.step, m.timestamp, _encode(m.value)]
+                for m in manager.get_metric_history(info.run_id, k)
+            ]
+            for k in keys
+        },
+        "artifacts": [asdict(e) for e in manager.list_artifact_entries(info.run_id)],
+    }
+
+
+def _export_run(manager: ExpManager, info: RunInfo, folder: Path) -> dict[str, Any]:
+    if folder.exists():
+        shutil.rmtree(folder)  # only with --force: replace what an earlier export wrote
+    folder.mkdir(parents=True)
+    doc = run_document(manager, info)
+    for entry in doc["artifacts"]:
+        dst = folder / "artifacts" / Path(*entry["path"].split("/"))
+        manager.artifacts.download(info.artifact_prefix, entry["path"], str(dst.parent))
+        size, checksum = _sha256(dst)
+        if entry["checksum"] and checksum != entry["checksum"]:
+            raise BundleError(
+                f"artifact {entry['path']!r} of run {info.run_id} does not match its manifest "
+                f"({entry['checksum']} recorded, {checksum} stored): the stored file is damaged"
+            )
+        entry.update(size=size, checksum=checksum)
+    (folder / "run.json").write_text(
+        json.dumps(doc, ensure_ascii=False, allow_nan=False), encoding="utf-8"
+    )
+    return doc
+
+
+@click.command("export")
+@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Bundle directory to write; must be new or empty unless --force.",
+)
+@click.option("--experiment", "-e", metavar="NAME", help="Export every run of this experiment.")
+@click.option("--include-deleted", is_flag=True, help="With --experiment, also its deleted runs.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty directory, replacing bundle.json and the exported runs' "
+    "folders (other files are left alone).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def export(
+    obj: Context,
+    runs: tuple[str, ...],
+    out: Path,
+    experiment: str | None,
+    include_deleted: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Write runs (by id, unique id prefix or EXPERIMENT/RUN_NAME) to a bundle directory:
+    JSON metadata with full metric histories, plus every artifact file.
+
+    `tracker import DIR` reads it back into any store."""
+    if not runs and not experiment:
+        raise click.UsageError("give RUN arguments, --experiment NAME, or both")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise click.BadParameter(f"{out} is not empty (use --force)", param_hint="'--output'")
+    manager = obj.manager
+    infos = {i.run_id: i for i in (obj.run(ref, manager) for ref in runs)}
+    if experiment:
+        exp = manager.get_experiment_by_name(experiment)
+        view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
+        found = manager.search_run_infos([exp.experiment_id], view=view)
+        infos.update({i.run_id: i for i in found})
+    docs = []
+    with _os_errors():
+        out.mkdir(parents=True, exist_ok=True)
+        # bundle.json goes last: an export that dies half-way leaves no bundle to import.
+        (out / "bundle.json").unlink(missing_ok=True)
+        for info in _progress(list(infos.values()), "Exporting"):
+            docs.append(_export_run(manager, info, out / "runs" / info.run_id))
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tracker_version": tracker.__version__,
+            "runs": list(infos),
+        }
+        (out / "bundle.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+    points = sum(len(v) for d in docs for v in d["metrics"].values())
+    sizes = [a["size"] for d in docs for a in d["artifacts"]]
+    _summary(f"Exported {len(docs)} run(s) to {out}", {"runs": list(infos)}, points, sizes, as_json)
+
+
+def _summary(
+    head: str, ids: dict[str, list[str]], points: int, sizes: list[int], as_json: bool
+) -> None:
+    if as_json:
+        emit_json({**ids, "metric_points": points, "artifacts": len(sizes), "bytes": sum(sizes)})
+    else:
+        click.echo(
+            f"{head}: {points} metric point(s), {len(sizes)} artifact(s), {fmt_bytes(sum(sizes))}."
+        )
+
+
+@contextlib.contextmanager
+def _os_errors() -> Iterator[None]:
+    """A full disk or a permission problem as a one-line error, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, tracker.TrackerError):
+            raise
+        raise click.ClickException(str(e)) from e
+
+
+# ------------------------------------------------------------------------------------- import
+
+
+def _parse_run(bundle: Path, run_id: str) -> RunDoc:
+    # Imported here: fsspec (behind tracker.artifacts) would slow every `tracker` start-up.
+    from tracker.artifacts import validate_path
+
+    folder = bundle / "runs" / run_id
+    where = str(folder / "run.json")
+    doc = _load_json(folder / "run.json")
+    raw = _get(doc, "info", dict, where)
+    try:
+        info = RunInfo(
+            run_id=_get(raw, "run_id", str, where),
+            experiment_id=str(raw.get("experiment_id", "")),
+            name=check_name(raw.get("name"), "run name"),
+            status=RunStatus(raw.get("status")),
+            lifecycle=Lifecycle(raw.get("lifecycle")),
+            **{k: raw.get(k) for k in ("start_time", "end_time", "heartbeat", "pid", "host")},
+        )
+        for key in ("start_time", "end_time", "heartbeat", "pid"):
+            value = getattr(info, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise BundleError(f"{where}: info {key!r} must be an integer or null")
+        if info.run_id != run_id:
+            raise BundleError(f"{where}: holds run {info.run_id!r}, not {run_id!r}")
+        metrics = []
+        for key, points in _get(doc, "metrics", dict, where).items():
+            check_key(key, "metric key")
+            for point in points:
+                if not (isinstance(point, list) and len(point) == 3):
+                    raise BundleError(f"{where}: metric {key!r} point {point!r} is not a triple")
+                step, ts, value = point
+                if not all(isinstance(x, int) and not isinstance(x, bool) for x in (step, ts)):
+                    raise BundleError(f"{where}: metric {key!r} step/timestamp must be integers")
+                metrics.append(Metric(key, _decode(value, where), step, ts))
+        artifacts = []
+        for entry in _get(doc, "artifacts", list, where):
+            path = _get(entry, "path", str, where)
+            if validate_path(path) != path:
+                raise BundleError(f"{where}: artifact path {path!r} is not normalised")
+            checksum = _get(entry, "checksum", str, where)
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", checksum):
+                raise BundleError(f"{where}: artifact {path!r} has no sha256 checksum")
+            size, mtime = _get(entry, "size", int, where), entry.get("mtime", 0)
+            artifacts.append(ArtifactEntry(path, size, checksum, int(mtime or 0)))
+        return RunDoc(
+            experiment=check_name(_get(doc, "experiment", dict, where).get("name"), "experiment"),
+            info=info,
+            params=text_items(_get(doc, "params", dict, where), "param"),
+            tags=text_items(_get(doc, "tags", dict, where), "tag"),
+            metrics=metrics,
+            artifacts=artifacts,
+            folder=folder,
+        )
+    except (InvalidInputError, ValueError, TypeError) as e:
+        if isinstance(e, BundleError):
+            raise
+        raise BundleError(f"{where}: {e}") from e
+
+
+def read_bundle(bundle: Path) -> list[RunDoc]:
+    """Every run of a bundle, fully checked (JSON and structure) before anything is written."""
+    if not bundle.is_dir():
+        raise BundleError(f"{bundle} is not a directory (expected a bundle from tracker export)")
+    head = _load_json(bundle / "bundle.json")
+    where = str(bundle / "bundle.json")
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise BundleError(f"{where}: not a tracker bundle (format is not {FORMAT!r})")
+    version = head.get("version")
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or version > VERSION
+        or version < 1
+    ):
+        raise BundleError(
+            f"{where}: bundle version {version!r} is not supported (this tracker reads up to "
+            f"v{VERSION}; a newer tracker wrote it?)"
+        )
+    run_ids = _get(head, "runs", list, where)
+    bad = [r for r in run_ids if not (isinstance(r, str) and _RUN_ID.fullmatch(r))]
+    if bad:
+        raise BundleError(f"{where}: {bad[0]!r} is not a run id (32 lowercase hex digits)")
+    return [_parse_run(bundle, r) for r in dict.fromkeys(run_ids)]
+
+
+def verify_files(doc: RunDoc) -> None:
+    """Every artifact file is present, inside the bundle and matches its size and sha256."""
+    root = (doc.folder / "artifacts").resolve()
+    for entry in doc.artifacts:
+        path = doc.file(entry)
+        # No symlinks: a bundle must not make import upload files from elsewhere on this disk.
+        if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(root):
+            raise BundleError(f"artifact {entry.path!r} of run {doc.info.run_id}: no file {path}")
+        size, checksum = _sha256(path)
+        if (size, checksum) != (entry.size, entry.checksum):
+            raise BundleError(
+                f"artifact {entry.path!r} of run {doc.info.run_id} is damaged: {path} has "
+                f"{checksum} ({size} bytes), the bundle recorded {entry.checksum} "
+                f"({entry.size} bytes); nothing was imported"
+            )
+
+
+def import_run(manager: ExpManager, doc: RunDoc) -> bool:
+    """Create the run with its original id and contents; False if that id exists already.
+
+    Data goes in while the run is RUNNING (params and metrics need a live run), then status,
+    times and lifecycle are set. If anything fails the half-imported run is purged, so that
+    a second import does not skip it as done."""
+    src = doc.info
+    exp = manager.get_or_create_experiment(doc.experiment)
+    try:
+        info = manager.create_run(
+            exp.experiment_id,
+            src.name,
+            RunStatus.RUNNING,
+            start_time=src.start_time,
+            pid=src.pid,
+            host=src.host,
+            run_id=src.run_id,
+        )
+    except AlreadyExistsError:
+        return False
+    try:
+        manager.log_batch(info.run_id, params=doc.params, tags=doc.tags)
+        for i in range(0, len(doc.metrics), METRIC_CHUNK):
+            manager.log_batch(info.run_id, metrics=doc.metrics[i : i + METRIC_CHUNK])
+        for entry in doc.artifacts:
+            folder = posixpath.dirname(entry.path) or None
+            stored = manager.artifacts.put_file(info.artifact_prefix, str(doc.file(entry)), folder)
+            if (stored.path, stored.checksum) != (entry.path, entry.checksum):
+                raise BundleError(f"artifact {entry.path!r} changed while it was imported")
+        # The source's manifest as it was (mtime included), once every file is in place.
+        manager.record_artifacts(info.run_id, doc.artifacts)
+        manager.update_run(
+            info.run_id,
+            status=src.status,
+            lifecycle=src.lifecycle,
+            start_time=src.start_time,
+            end_time=src.end_time,
+            heartbeat=src.heartbeat,
+            pid=src.pid,
+            host=src.host,
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            manager.purge_run(info.run_id)
+        raise
+    return True
+
+
+def _exists(manager: ExpManager, run_id: str) -> bool:
+    try:
+        manager.get_run_info(run_id)
+    except RunNotFound:
+        return False
+    return True
+
+
+@click.command("import")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def import_(obj: Context, bundle: Path, as_json: bool) -> None:
+    """Read a bundle written by `tracker export` into this store, keeping run ids.
+
+    Runs keep their status, times and soft deletion; experiments are found or created by
+    name. Runs whose id is already in the store are
+    skipped, so importing twice adds nothing. The whole bundle (JSON and every artifact's
+    sha256) is checked before anything is written; a damaged bundle imports nothing.
+    An explicit --uri naming a store that does not exist yet creates it."""
+    docs = read_bundle(bundle)
+    manager, own = _store(obj)
+    try:
+        with _os_errors():
+            todo = [d for d in docs if not _exists(manager, d.info.run_id)]
+            for doc in _progress(todo, "Checking"):
+                verify_files(doc)
+            imported = [d for d in _progress(todo, "Importing") if import_run(manager, d)]
+    finally:
+        if own:
+            manager.close()
+    done = {d.info.run_id for d in imported}
+    ids = {
+        "imported": [d.info.run_id for d in imported],
+        "skipped": [d.info.run_id for d in docs if d.info.run_id not in done],
+    }
+    head = f"Imported {len(done)} run(s), skipped {len(ids['skipped'])} already in the store"
+    points = sum(len(d.metrics) for d in imported)
+    _summary(head, ids, points, [e.size for d in imported for e in d.artifacts], as_json)
+
+
+def _store(obj: Context) -> tuple[ExpManager, bool]:
+    """The store to import into, and whether this command opened it (and must close it)."""
+    try:
+        return obj.manager, False
+    except ConfigError:
+        if obj.uri is None:
+            raise  # no store found: do not create one somewhere by surprise
+    return tracker.connect(obj.uri, obj.artifact_uri), True

@@ -1,0 +1,319 @@
+"""Housekeeping commands that change a store: ``rm`` / ``restore`` (soft deletion), ``gc``
+(remove soft-deleted runs and their files for good) and ``reap`` (fail runs whose process died)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from cli.context import Context
+from cli.output import emit_json, emit_table, fmt_bytes, fmt_time, plain
+from tracker.entities import ExperimentInfo, Lifecycle, RunInfo, RunStatus, ViewType
+from tracker.errors import ExperimentNotFound
+from tracker.manager import DEFAULT_STALE_AFTER, ExpManager, now_ms
+
+_JSON_HELP = "Print the result as JSON."
+
+
+class Duration(click.ParamType):
+    """``30d``, ``12h``, ``45m``, ``90s`` or ``2w`` as milliseconds."""
+
+    name = "duration"
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(value).lower())
+        if not match:
+            self.fail(f"{value!r} is not a duration such as 30d, 12h, 45m, 90s or 2w", param, ctx)
+        return int(float(match[1]) * self._UNITS[match[2]] * 1000)
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def _stdin_is_tty() -> bool:
+    # A function of its own so tests can pretend to be a terminal.
+    return sys.stdin.isatty()
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask before changing anything; without a terminal refuse instead of waiting for input
+    that may never come (cron, CI, a pipe)."""
+    if yes:
+        return
+    if not _stdin_is_tty():
+        raise click.ClickException(f"{question} Not confirmed: stdin is not a terminal; pass --yes")
+    if not click.confirm(question, default=False, err=True):
+        click.echo("Aborted; nothing was changed.", err=True)
+        click.get_current_context().exit(1)
+
+
+def _names(manager: ExpManager) -> dict[str, str]:
+    return {e.experiment_id: e.name for e in manager.list_experiment_infos(ViewType.ALL)}
+
+
+def _run_dict(info: RunInfo, names: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {
+        "run_id": info.run_id,
+        "experiment": names.get(info.experiment_id, info.experiment_id),
+        "name": info.name,
+        "status": info.status.value,
+        "lifecycle": info.lifecycle.value,
+        **extra,
+    }
+
+
+def _listing(runs: Sequence[RunInfo], names: dict[str, str]) -> str:
+    rows = [[r.run_id[:12], names.get(r.experiment_id, "?"), r.name, str(r.status)] for r in runs]
+    return plain(["run", "experiment", "name", "status"], rows) if rows else "(no runs)"
+
+
+def _targets(obj: Context, refs: Sequence[str], experiment: str | None) -> list[RunInfo]:
+    """The runs named on the command line (all resolved before anything changes)."""
+    if bool(refs) == bool(experiment):
+        raise click.UsageError("give RUN arguments or --experiment NAME (one of the two)")
+    found = {}
+    for ref in refs:
+        info = obj.run(ref, obj.manager)
+        found[info.run_id] = info
+    return list(found.values())
+
+
+# -------------------------------------------------------------------------------- rm / restore
+
+
+@click.command("rm")
+@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.option("--experiment", "-e", metavar="NAME", help="Delete this experiment and its runs.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.pass_obj
+def rm(
+    obj: Context, runs: tuple[str, ...], experiment: str | None, yes: bool, as_json: bool
+) -> None:
+    """Soft-delete runs (by id, unique id prefix or EXPERIMENT/RUN_NAME) or a whole experiment.
+
+    Deleted runs are hidden but kept: `tracker restore` brings them back, `tracker gc`
+    removes them and their artifacts for good. Asks for confirmation unless --yes (which
+    is required when stdin is not a terminal)."""
+    manager = obj.manager
+    names = _names(manager)
+    targets = _targets(obj, runs, experiment)
+    if experiment:
+        exp = manager.get_experiment_by_name(experiment)
+        members = manager.search_run_infos([exp.experiment_id])
+        click.echo(_listing(members, names), err=True)
+        _confirm(f"Delete experiment {exp.name!r} and its {len(members)} run(s)?", yes)
+        manager.set_experiment_lifecycle(exp.experiment_id, Lifecycle.DELETED)
+        if as_json:
+            emit_json({"experiment": exp.name, "runs": [_run_dict(r, names) for r in members]})
+            return
+        click.echo(
+            f"Deleted experiment {exp.name!r} with {len(members)} run(s); undo with "
+            f"`tracker restore --experiment {exp.name}`."
+        )
+        return
+    todo = [r for r in targets if r.lifecycle is Lifecycle.ACTIVE]
+    for info in targets:
+        if info.lifecycle is not Lifecycle.ACTIVE:
+            click.echo(f"{info.run_id[:12]} is already deleted", err=True)
+    if todo:
+        click.echo(_listing(todo, names), err=True)
+        _confirm(f"Delete {len(todo)} run(s)?", yes)
+    done = [manager.delete_run(r.run_id) for r in todo]
+    if as_json:
+        emit_json({"experiment": None, "runs": [_run_dict(r, names) for r in done]})
+        return
+    for info in done:
+        click.echo(f"deleted {info.run_id[:12]} {names.get(info.experiment_id, '?')}/{info.name}")
+    click.echo(f"Deleted {len(done)} run(s); undo with `tracker restore RUN`.")
+
+
+def _deleted_experiment(manager: ExpManager, name: str) -> ExperimentInfo:
+    """The most recently created deleted experiment of that name."""
+    found = [e for e in manager.list_experiment_infos(ViewType.DELETED_ONLY) if e.name == name]
+    if not found:
+        state = "is not deleted" if manager.find_experiment(name) else "does not exist"
+        raise ExperimentNotFound(f"no deleted experiment named {name!r} (it {state})")
+    return max(found, key=lambda e: (e.creation_time, int(e.experiment_id)))
+
+
+@click.command("restore")
+@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.option(
+    "--experiment",
+    "-e",
+    metavar="NAME",
+    help="Restore this deleted experiment (the newest deleted one of that name).",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.pass_obj
+def restore(obj: Context, runs: tuple[str, ...], experiment: str | None, as_json: bool) -> None:
+    """Bring back soft-deleted runs or a soft-deleted experiment.
+
+    Fails if another active experiment has since taken the experiment's name."""
+    manager = obj.manager
+    targets = _targets(obj, runs, experiment)
+    names = _names(manager)
+    if experiment:
+        exp = _deleted_experiment(manager, experiment)
+        manager.set_experiment_lifecycle(exp.experiment_id, Lifecycle.ACTIVE)
+        members = manager.search_run_infos([exp.experiment_id])
+        if as_json:
+            emit_json({"experiment": exp.name, "runs": [_run_dict(r, names) for r in members]})
+        else:
+            click.echo(f"Restored experiment {exp.name!r} with {len(members)} run(s).")
+        return
+    done = []
+    for info in targets:
+        if info.lifecycle is Lifecycle.ACTIVE:
+            click.echo(f"{info.run_id[:12]} is not deleted", err=True)
+            continue
+        done.append(manager.restore_run(info.run_id))
+        exp_info = manager.get_experiment(info.experiment_id)
+        if exp_info.lifecycle is Lifecycle.DELETED:
+            click.echo(
+                f"note: run {info.run_id[:12]} stays hidden while its experiment is deleted; "
+                f"restore it with `tracker restore --experiment {exp_info.name}`",
+                err=True,
+            )
+    if as_json:
+        emit_json({"experiment": None, "runs": [_run_dict(r, names) for r in done]})
+        return
+    for info in done:
+        click.echo(f"restored {info.run_id[:12]} {names.get(info.experiment_id, '?')}/{info.name}")
+    click.echo(f"Restored {len(done)} run(s).")
+
+
+# ---------------------------------------------------------------------------------------- gc
+
+
+def _last_activity(info: RunInfo) -> int:
+    return max(t for t in (info.start_time, info.end_time, info.heartbeat, 0) if t is not None)
+
+
+def gc_candidates(
+    manager: ExpManager, older_than_ms: int | None
+) -> tuple[list[tuple[RunInfo, str]], list[RunInfo]]:
+    """(run, why) pairs to remove, and deleted runs kept because they still look alive."""
+    deleted_exps = manager.list_experiment_infos(ViewType.DELETED_ONLY)
+    found: dict[str, tuple[RunInfo, str]] = {}
+    if deleted_exps:
+        ids = [e.experiment_id for e in deleted_exps]
+        for info in manager.search_run_infos(ids, view=ViewType.ALL):
+            found[info.run_id] = (info, "experiment deleted")
+    for info in manager.search_run_infos(None, view=ViewType.DELETED_ONLY):
+        found.setdefault(info.run_id, (info, "run deleted"))
+    now = now_ms()
+    live_after = now - int(DEFAULT_STALE_AFTER * 1000)
+    picked, alive = [], []
+    for info, why in found.values():
+        # No deletion time is stored, so age is the run's last sign of life.
+        if older_than_ms is not None and _last_activity(info) > now - older_than_ms:
+            continue
+        # A deleted run may still have a process writing to it: leave it until it ends.
+        if info.status is RunStatus.RUNNING and (info.heartbeat or 0) >= live_after:
+            alive.append(info)
+            continue
+        picked.append((info, why))
+    return picked, alive
+
+
+@click.command("gc")
+@click.option("--dry-run", "-n", is_flag=True, help="Only print what would be removed.")
+@click.option(
+    "--older-than",
+    type=Duration(),
+    metavar="DURATION",
+    help="Only runs whose last activity (end, heartbeat or start) is older than this, "
+    "e.g. 30d, 12h, 45m.",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.pass_obj
+def gc(obj: Context, dry_run: bool, older_than: int | None, as_json: bool) -> None:
+    """Permanently remove soft-deleted runs, and the runs of deleted experiments, with their
+    artifact files (files first, then rows). This cannot be undone.
+
+    Sizes come from the runs' artifact manifests. Deleted runs still RUNNING with a fresh
+    heartbeat are left alone. The rows of deleted experiments are kept (empty), so their
+    names stay free and `tracker restore --experiment` gives back an empty experiment."""
+    manager = obj.manager
+    names = _names(manager)
+    picked, alive = gc_candidates(manager, older_than)
+    runs = []
+    for info, why in picked:
+        entries = manager.list_artifact_entries(info.run_id)
+        runs.append(
+            _run_dict(info, names, files=len(entries), bytes=sum(e.size for e in entries), why=why)
+        )
+    if not dry_run:
+        for info, _ in picked:
+            manager.purge_run(info.run_id)
+    total = sum(r["bytes"] for r in runs)
+    if as_json:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "count": len(runs),
+                "bytes": total,
+                "runs": runs,
+                "skipped_running": [r.run_id for r in alive],
+            }
+        )
+        return
+    if runs:
+        columns = ["run", "experiment", "name", "status", "files", "size", "why"]
+        rows = [
+            [r["run_id"][:12], r["experiment"], r["name"], r["status"], r["files"]]
+            + [fmt_bytes(r["bytes"]), r["why"]]
+            for r in runs
+        ]
+        emit_table(columns, rows)
+    for info in alive:
+        click.echo(f"kept {info.run_id[:12]}: deleted but still running", err=True)
+    verb = "Would remove" if dry_run else "Removed"
+    click.echo(f"{verb} {len(runs)} run(s), {fmt_bytes(total)} of artifacts.")
+
+
+# -------------------------------------------------------------------------------------- reap
+
+
+@click.command("reap")
+@click.option("--dry-run", "-n", is_flag=True, help="Only list the stale runs.")
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_STALE_AFTER,
+    show_default=True,
+    metavar="SECONDS",
+    help="A RUNNING run whose heartbeat is older than this is taken as dead.",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.pass_obj
+def reap(obj: Context, dry_run: bool, stale_after: float, as_json: bool) -> None:
+    """Mark RUNNING runs whose heartbeat stopped (their process died) as FAILED."""
+    manager = obj.manager
+    names = _names(manager)
+    found = manager.stale_runs(stale_after) if dry_run else manager.reap(stale_after)
+    runs = [_run_dict(r, names, heartbeat=r.heartbeat, pid=r.pid, host=r.host) for r in found]
+    if as_json:
+        emit_json(
+            {"dry_run": dry_run, "stale_after": stale_after, "count": len(runs), "runs": runs}
+        )
+        return
+    if runs:
+        columns = ["run", "experiment", "name", "last heartbeat", "pid", "host"]
+        rows = [
+            [r["run_id"][:12], r["experiment"], r["name"], fmt_time(r["heartbeat"])]
+            + [r["pid"], r["host"]]
+            for r in runs
+        ]
+        emit_table(columns, rows)
+    verb = "Would mark" if dry_run else "Marked"
+    click.echo(f"{verb} {len(runs)} stale run(s) FAILED.")
