@@ -76,8 +76,8 @@ def diff(obj: Context, runs: tuple[str, ...], show_all: bool, code: bool, fmt: s
     tags = [_user_tags(r.data) for r in rs]
     sections.append(_kv_section("tag", tags, ids, show_all))
     sections.append(_artifacts_section(arts, ids, show_all))
-    for title, columns, rows in sections:
-        _emit(title, columns, rows, fmt)
+    for n, (title, columns, rows) in enumerate(sections):
+        _emit(title, columns, rows, fmt, gap=n > 0)
     for name, texts in patches.items():
         for i in range(1, len(rs)):
             _emit_patch(name, ids[0], ids[i], texts[0], texts[i], fmt)
@@ -88,14 +88,15 @@ def _user_tags(data: RunData) -> dict[str, str]:
     return {k: v for k, v in data.tags.items() if k not in (COMMIT_TAG, DIRTY_TAG)}
 
 
-def _emit(title: str, columns: list[str], rows: list[list[Any]], fmt: str) -> None:
+def _emit(title: str, columns: list[str], rows: list[list[Any]], fmt: str, gap: bool) -> None:
     if fmt == "md":
         click.echo(f"### {title}\n")
         if rows:
             emit_table(columns, rows, "md")
             click.echo()
         return
-    click.echo()
+    if gap:
+        click.echo()
     if not rows:
         click.echo(title)
         return
@@ -109,17 +110,14 @@ def _runs_section(
     ids: list[str],
     now: int,
 ) -> tuple[str, list[str], list[list[Any]]]:
-    def row(label: str, cells: list[Any]) -> list[Any]:
-        return [label, *cells]
-
     commits = [r.data.tags.get(COMMIT_TAG) for r in rs]
     rows = [
-        row("name", [r.info.name for r in rs]),
-        row("experiment", [exps[r.info.experiment_id] for r in rs]),
-        row("status", [status_label(r.info, now) for r in rs]),
-        row("duration", [fmt_duration(duration_ms(r.info, now)) for r in rs]),
-        row("commit", [c[:12] if c else MISSING for c in commits]),
-        row("uncommitted", [_dirty(r.data, a) for r, a in zip(rs, arts, strict=True)]),
+        ["name", *(r.info.name for r in rs)],
+        ["experiment", *(exps[r.info.experiment_id] for r in rs)],
+        ["status", *(status_label(r.info, now) for r in rs)],
+        ["duration", *(fmt_duration(duration_ms(r.info, now)) for r in rs)],
+        ["commit", *(c[:12] if c else MISSING for c in commits)],
+        ["uncommitted", *(_dirty(r.data, a) for r, a in zip(rs, arts, strict=True))],
     ]
     same = len(set(commits)) == 1
     title = "runs" + (
@@ -237,9 +235,12 @@ def _patch(reader: ExpManager, run: Run, arts: dict[str, ArtifactEntry], name: s
 
 
 def unified(name: str, a_id: str, b_id: str, a: str | None, b: str | None) -> str:
-    """The message or unified diff between two recorded patches."""
+    """The message or unified diff between two recorded patches ("" when there is nothing
+    worth a line: no staged changes in either run is the usual case)."""
+    if name != PATCH_FILES[0] and not (a or b):
+        return ""
     if a is None and b is None:
-        return f"{name}: not recorded for {a_id} or {b_id}" if name == PATCH_FILES[0] else ""
+        return f"{name}: not recorded for {a_id} or {b_id}"
     if a is None or b is None:
         missing = a_id if a is None else b_id
         return f"{name}: not recorded for {missing}"

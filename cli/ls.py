@@ -13,25 +13,13 @@ import click
 from cli.context import Context
 from cli.output import emit_json, emit_table, fmt_duration, fmt_value, is_terminal, output_options
 from cli.show import duration_ms, iso, now_ms, run_record, status_label
-from tracker.entities import ExperimentInfo, Run, RunData, ViewType
+from tracker.entities import ExperimentInfo, ExperimentSummary, Run, RunData, ViewType
 from tracker.errors import ExperimentNotFound
 from tracker.manager import DEFAULT_STALE_AFTER, ExpManager
 
 #: Attribute columns ``--columns`` knows; the first five are the default.
-ATTRIBUTES = (
-    "id",
-    "name",
-    "status",
-    "start",
-    "duration",
-    "run_id",
-    "end",
-    "heartbeat",
-    "host",
-    "pid",
-    "lifecycle",
-    "experiment",
-)
+ATTRIBUTES = ("id", "name", "status", "start", "duration", "run_id", "end", "heartbeat", "host",
+              "pid", "lifecycle", "experiment")  # fmt: skip
 DEFAULT_ATTRIBUTES = ATTRIBUTES[:5]
 SKIP_PARAMS = frozenset({"cmd-sys.argv"})  # the command line: long, and shown by `show`
 MAX_AUTO_METRICS, MAX_AUTO_PARAMS = 4, 3
@@ -292,20 +280,7 @@ def _list_experiments(reader: ExpManager, view: ViewType, fmt: str) -> None:
         ordered = sorted(counts.items(), key=lambda kv: STATUS_ORDER.index(kv[0]))
         rows.append((s, counts, ", ".join(f"{n} {k}" for k, n in ordered)))
     if fmt == "json":
-        emit_json(
-            [
-                {
-                    "experiment_id": s.info.experiment_id,
-                    "name": s.info.name,
-                    "lifecycle": s.info.lifecycle.value,
-                    "runs": s.runs,
-                    "statuses": counts,
-                    "last_activity": s.last_activity,
-                    "creation_time": s.info.creation_time,
-                }
-                for s, counts, _ in rows
-            ]
-        )
+        emit_json([_experiment_record(s, counts) for s, counts, _ in rows])
         return
     now = now_ms()
     columns = ["id", "experiment", "runs", "status", "last activity"]
@@ -322,16 +297,30 @@ def _list_experiments(reader: ExpManager, view: ViewType, fmt: str) -> None:
         click.echo("(no experiments)", err=True)
 
 
+def _experiment_record(s: ExperimentSummary, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "experiment_id": s.info.experiment_id,
+        "name": s.info.name,
+        "lifecycle": s.info.lifecycle.value,
+        "runs": s.runs,
+        "statuses": counts,  # lower case, with "stale" split from "running"
+        "last_activity": s.last_activity,
+        "last_activity_iso": iso(s.last_activity),
+        "creation_time": s.info.creation_time,
+    }
+
+
 def _stale_counts(reader: ExpManager, view: ViewType, any_running: bool) -> dict[str, int]:
     """Stale runs per experiment. Asked only when something is RUNNING: the generic path
     filters every run; the stdlib SQLite reader answers with one indexed query instead."""
     if not any_running:
         return {}
+    from tracker.backends.sql.reader import SQLiteReader  # stdlib only: cheap to import
+
     stages = view.stages()
-    conn = getattr(reader, "conn", None)
-    if conn is not None and type(reader).__name__ == "SQLiteReader":
+    if isinstance(reader, SQLiteReader):
         cutoff = now_ms() - int(DEFAULT_STALE_AFTER * 1000)
-        rows = conn.execute(
+        rows = reader.conn.execute(
             "SELECT experiment_id, count(*) FROM runs WHERE status = 'RUNNING' "
             "AND coalesce(heartbeat, start_time, 0) < ? "
             f"AND lifecycle IN ({', '.join('?' for _ in stages)}) GROUP BY experiment_id",
