@@ -78,6 +78,12 @@ from cli.manage import gc, reap, restore, rm  # noqa: E402
 for _command in (rm, restore, gc, reap, export, import_):
     cli.add_command(_command)
 
+from cli.batch import batch  # noqa: E402
+from cli.run import run  # noqa: E402
+
+cli.add_command(run)
+cli.add_command(batch)
+
 
 def main() -> None:
     cli()

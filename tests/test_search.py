@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy.pool import StaticPool
 
 from tracker.backends.sql import models
-from tracker.backends.sql.query import filter_clause, select_runs
+from tracker.backends.sql.query import filter_clause, select_runs, select_runs_key_first
 from tracker.errors import InvalidInputError, InvalidQueryError
 from tracker.search import (
     And,
@@ -355,6 +355,25 @@ def test_sql_uses_bound_parameters_only() -> None:
     assert filter_clause(None) is not None
 
 
+def test_run_view_from_run_entity() -> None:
+    from tracker.entities import Run, RunData, RunInfo, RunStatus
+
+    info = RunInfo("abc", "7", "my run", RunStatus.FAILED, start_time=5)
+    run = RunView.from_run(Run(info, RunData({"lr": "0.1"}, {"IC": 0.2}, {"t": "x"})))
+    text = "status = 'FAILED' AND name LIKE 'my%' AND experiment_id = '7' AND params.lr = 0.1"
+    assert to_predicate(parse_filter(text + " AND metrics.IC > 0.1 AND tags.t = 'x'"))(run)
+    assert run.attributes["lifecycle"] == "active"
+
+
+def test_postgres_sorts_strings_by_code_point_and_folds_ascii_only() -> None:
+    from sqlalchemy.dialects import postgresql
+
+    stmt = select_runs("name ILIKE 'a%'", ["run_name", "tags.t"], dialect_name="postgresql")
+    sql = str(stmt.compile(dialect=postgresql.dialect()))
+    assert sql.count('COLLATE "C"') == 3  # run_name, tags.t and the run id tie-breaker
+    assert "translate(runs.name" in sql
+
+
 # ---------------------------------------------------------------------------------------------
 # Round trip: format_filter / parse_filter
 
@@ -567,7 +586,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
         return
     base = os.environ.get("TRACKER_TEST_POSTGRES_URI")
     if not base:
-        pytest.skip("set TRACKER_TEST_POSTGRES_URI to run the differential test on PostgreSQL")
+        pytest.skip("set TRACKER_TEST_POSTGRES_URI to run the SQL tests on PostgreSQL")
     schema = f"search_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base)
     with admin.begin() as conn:
@@ -678,8 +697,51 @@ def test_sql_agrees_with_python(
                 if limit is None:
                     assert sorted(got) == sorted(expected), context
                 assert got == expected[:limit], context
+                if order and order[0].kind != A:
+                    having, without = select_runs_key_first(
+                        parse_filter(text), order, experiments, lifecycles, limit, dialect
+                    )
+                    both = [row.id for q in (having, without) for row in conn.execute(q)]
+                    assert both[:limit] == expected[:limit], f"key first: {context}"
                 if isinstance(expr, Comparison) and 0 < len(selected) < len(views):
                     event(f"a {expr.kind} comparison splits the runs")
+
+
+@st.composite
+def value_and_pattern(draw: st.DrawFn) -> tuple[str, str]:
+    """A string and a LIKE pattern made from it: characters kept, case-swapped, dropped, or
+    replaced by wildcards, with ``%``, ``_`` and ``\\`` escaped when kept."""
+    value = draw(st.text(ALPHABET + "ǅΣσςxyZ", max_size=6))
+    parts = []
+    for ch in value:
+        literal = "\\" + ch if ch in "%_\\" else ch
+        how = draw(st.sampled_from(["keep", "swap", "one", "any", "drop", "raw"]))
+        parts.append({"keep": literal, "swap": literal.swapcase(), "one": "_", "any": "%",
+                      "drop": "", "raw": ch}[how])  # fmt: skip
+    if draw(st.booleans()):
+        parts.append(draw(st.sampled_from(["%", "_", "\\", "x", "X"])))
+    return value, "".join(parts)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=value_and_pattern())
+def test_like_agrees_with_python(engine: sa.Engine, case: tuple[str, str]) -> None:
+    value, pattern = case
+    run = {"id": "r", "name": value, "status": "FINISHED", "experiment_id": 1,
+           "lifecycle": "active", "start_time": None, "end_time": None, "heartbeat": None,
+           "metrics": {}, "params": {}, "tags": {"t": value}}  # fmt: skip
+    (view,) = _load(engine, [run])
+    with engine.connect() as conn:
+        for op in ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"):
+            for kind, key in ((T, "t"), (A, "run_name")):
+                expr = C(kind, key, op, pattern)
+                stmt = select_runs(expr, dialect_name=engine.dialect.name)
+                got = [row.id for row in conn.execute(stmt)] == ["r"]
+                assert got is to_predicate(expr)(view), format_filter(expr)
 
 
 # ---------------------------------------------------------------------------------------------

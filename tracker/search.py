@@ -16,29 +16,33 @@ It is a compatible superset of MLflow's ``search_runs`` filter. Grammar::
 
 Keywords, types and attribute names are case-insensitive; metric, param and tag keys are not. The
 first dot ends the type: ``metrics.1day.excess_return.mean`` is the metric
-``1day.excess_return.mean``. Inside quotes, a doubled quote or a backslash escapes the quote, and
-``\\\\`` is a backslash.
+``1day.excess_return.mean``. Inside quotes, a doubled quote or a backslash escapes the quote,
+``\\\\`` is a backslash, and any other backslash stays as it is. Numbers are decimal literals
+(``-1``, ``.5``, ``1e-3``); integers beyond 2**53 are read as floats.
 
 What each type accepts:
 
 - ``metrics``: ``= != < <= > >= IN NOT IN`` with numbers (``metrics.IC > 0.05``, never
   ``'0.05'``); ``IS NULL`` / ``IS NOT NULL`` test whether the run logged the metric. NaN never
   matches a comparison, but counts as logged.
-- ``params``: with quoted strings ``= != LIKE ILIKE IN`` (and ``NOT`` forms); with unquoted numbers
-  ``= != < <= > >= IN`` compare numerically, and only params whose value is a number (see
-  :func:`param_number`) can match: ``params.lr <= 0.01``.
+- ``params``: with quoted strings ``= != LIKE ILIKE IN`` (and the ``NOT`` forms); with unquoted
+  numbers ``= != < <= > >= IN NOT IN`` compare numerically, and only params whose value reads as a
+  number (:func:`param_number`) can match: ``params.lr <= 0.01``. An IN list is all strings or all
+  numbers. ``IS [NOT] NULL`` tests whether the run has the param.
 - ``tags``: like params, strings only.
 - attributes ``run_id`` (``id``), ``run_name`` (``name``, ``"run name"``), ``status``,
-  ``experiment_id``, ``lifecycle`` (``lifecycle_stage``): strings, like tags.
-  ``start_time`` (``created``), ``end_time``, ``heartbeat``: numbers (epoch milliseconds).
+  ``experiment_id``, ``lifecycle`` (``lifecycle_stage``) are strings, like tags; ``start_time``
+  (``created``), ``end_time`` and ``heartbeat`` are numbers (epoch milliseconds) and may be NULL.
 
-A comparison on a metric, param or tag that the run does not have is false, even for ``!=`` and
-``NOT IN``. ``LIKE`` is case-sensitive; ``%`` matches any text, ``_`` one character, and ``\\``
-makes the next character literal. ``ILIKE`` also ignores ASCII case.
+A comparison on a metric, param, tag or NULL attribute that the run does not have is false, even
+for ``!=`` and ``NOT IN``. ``LIKE`` is case-sensitive; ``%`` matches any text, ``_`` one
+character, and a backslash makes the next character literal (``'100\\%'``). ``ILIKE`` also
+ignores the case of ASCII letters (only those: ``'é'`` does not match ``'É'``).
 
 Order-by items are ``field [ASC|DESC]`` or ``-field`` (descending), for example
-``["metrics.IC DESC", "params.lr"]``. Runs with a value come first, then NaN, then runs without
-it, in either direction; ties go to the latest ``start_time``, then the smallest ``run_id``.
+``["metrics.IC DESC", "params.lr"]``; a field may appear once. Strings sort by code point, params
+as strings, experiment ids as numbers. Runs with a value come first, then NaN, then runs without
+one, in either direction; ties go to the latest ``start_time``, then the smallest ``run_id``.
 """
 
 from __future__ import annotations
@@ -48,28 +52,13 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.errors import InvalidQueryError
 from tracker.validation import as_number
 
-__all__ = [
-    "And",
-    "Comparison",
-    "Expr",
-    "Or",
-    "OrderKey",
-    "RunView",
-    "ascii_fold",
-    "format_field",
-    "format_filter",
-    "like_parts",
-    "param_number",
-    "parse_filter",
-    "parse_order_by",
-    "sort_runs",
-    "to_predicate",
-]
+if TYPE_CHECKING:
+    from tracker.entities import Run
 
 ATTRIBUTES = ("run_id", "run_name", "status", "experiment_id", "start_time", "end_time",
               "heartbeat", "lifecycle")  # fmt: skip
@@ -101,6 +90,7 @@ _TOKEN_RE = re.compile(
     rf"(?P<num>{_NUM})|(?P<word>[^\W0-9][\w.\-/]*)|(?P<op><=|>=|<>|!=|==|=|<|>)|(?P<punct>[(),-])"
 )
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+_LIKE_RE = re.compile(r"\\(.)|([%_])|(.)", re.DOTALL)
 _BARE_KEY_RE = re.compile(r"[\w.\-/]+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -147,7 +137,7 @@ class RunView:
     attributes: Mapping[str, object] = field(default_factory=dict)
 
     @classmethod
-    def from_run(cls, run: Any) -> RunView:
+    def from_run(cls, run: Run) -> RunView:
         """Build from a :class:`tracker.entities.Run`."""
         i = run.info
         attributes = {"run_id": i.run_id, "run_name": i.name, "status": str(i.status),
@@ -171,17 +161,7 @@ def ascii_fold(text: str) -> str:
 def like_parts(pattern: str) -> list[tuple[bool, str]]:
     """Split a LIKE pattern into ``(is_wildcard, char)``; a backslash makes the next character
     literal, and a trailing backslash is itself literal."""
-    parts: list[tuple[bool, str]] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            parts.append((False, pattern[i + 1]))
-            i += 2
-            continue
-        parts.append((c in "%_", c))
-        i += 1
-    return parts
+    return [(bool(wild), esc or wild or c) for esc, wild, c in _LIKE_RE.findall(pattern)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,19 +184,18 @@ class _Tok:
 
 
 def _read_quoted(text: str, start: int) -> tuple[str, int]:
+    """Inside quotes, a doubled quote, backslash-quote and backslash-backslash escape; any other
+    backslash is kept (so ``'100\\%'`` is the LIKE pattern for a literal ``100%``)."""
     quote, out, i = text[start], [], start + 1
     while i < len(text):
-        c = text[i]
-        if c == "\\" and text[i + 1 : i + 2] in (quote, "\\"):
-            out.append(text[i + 1])
+        pair = text[i : i + 2]
+        if pair in (quote * 2, "\\" + quote, "\\\\"):
+            out.append(pair[1])
             i += 2
-        elif c == quote and text[i + 1 : i + 2] == quote:
-            out.append(quote)
-            i += 2
-        elif c == quote:
+        elif text[i] == quote:
             return "".join(out), i + 1
         else:
-            out.append(c)
+            out.append(text[i])
             i += 1
     what = "quoted key" if quote == "`" else "string"
     raise InvalidQueryError(f"unterminated {what}: no closing {quote}", text, start)
@@ -230,8 +209,7 @@ def _tokenize(text: str) -> list[_Tok]:
             i += 1
         elif c in "'\"`":
             value, end = _read_quoted(text, i)
-            kind = {"'": "str", '"': "dq", "`": "bq"}[c]
-            tokens.append(_Tok(kind, text[i:end], i, value))
+            tokens.append(_Tok({"'": "str", '"': "dq", "`": "bq"}[c], text[i:end], i, value))
             i = end
         else:
             m = _TOKEN_RE.match(text, i)
@@ -246,6 +224,9 @@ def _tokenize(text: str) -> list[_Tok]:
             i = m.end()
     tokens.append(_Tok("end", "", len(text)))
     return tokens
+
+
+_Values = list[tuple[object, _Tok]]
 
 
 class _Parser:
@@ -370,11 +351,11 @@ class _Parser:
     def clause(self) -> Comparison:
         kind, key, text = self.field("a filter clause such as metrics.IC > 0.05")
         op, op_tok = self.operator(text)
-        values: list[tuple[object, _Tok]] = []
+        values: _Values = []
         if op in LIST_OPS:
             open_tok = self.next()
             if open_tok.kind != "(":
-                numeric = kind == "metric" or key in NUMERIC_ATTRIBUTES
+                numeric = kind == "metric" or (kind == "attribute" and key in NUMERIC_ATTRIBUTES)
                 example = "(1, 2)" if numeric else "('a', 'b')"
                 msg = f"{op} needs a list in parentheses, e.g. {text} {op} {example}; found"
                 raise self.fail(f"{msg} {open_tok.describe()}", open_tok.pos)
@@ -390,22 +371,14 @@ class _Parser:
                     raise self.fail(msg, sep.pos)
         elif op not in NULL_OPS:
             values.append(self.scalar(op))
-        self.check(kind, key, op, op_tok, values, text)
-        if op in NULL_OPS:
-            return Comparison(kind, key, op)
-        if op in LIST_OPS:
-            return Comparison(kind, key, op, tuple(v for v, _ in values))
-        return Comparison(kind, key, op, values[0][0])
+        value = tuple(v for v, _ in values) if op in LIST_OPS else values[0][0] if values else None
+        comparison = Comparison(kind, key, op, value)
+        self.check(comparison, op_tok, values, text)
+        return comparison
 
-    def check(
-        self,
-        kind: str,
-        key: str,
-        op: str,
-        op_tok: _Tok,
-        values: list[tuple[object, _Tok]],
-        text: str,
-    ) -> None:
+    def check(self, c: Comparison, op_tok: _Tok, values: _Values, text: str) -> None:
+        """Raise if the operator or a value's type does not fit the field."""
+        kind, key, op = c.kind, c.key, c.op
         numeric = kind == "metric" or (kind == "attribute" and key in NUMERIC_ATTRIBUTES)
         valid = (
             _PARAM_OPS if kind == "param" else _NUMERIC_KIND_OPS if numeric else _STRING_KIND_OPS
@@ -414,37 +387,31 @@ class _Parser:
         if op not in valid:
             msg = f"{op} is not valid for {subject}; valid operators: {', '.join(valid)}"
             raise self.fail(msg, op_tok.pos)
-        if not values:
-            return
-        if numeric or op in ("<", "<=", ">", ">="):
-            need_str = False
-        elif kind == "param" and op in ("=", "!=", *LIST_OPS):
-            need_str = isinstance(values[0][0], str)
-            for value, tok in values[1:]:
-                if isinstance(value, str) != need_str:
-                    raise self.fail(f"the {op} list mixes strings and numbers", tok.pos)
-        else:
-            need_str = True
+        want_str = not numeric and op not in ("<", "<=", ">", ">=")
+        if kind == "param" and values and op in ("=", "!=", *LIST_OPS):
+            want_str = isinstance(values[0][0], str)  # the first value decides, the rest follow
+            mixed = [tok for value, tok in values if isinstance(value, str) != want_str]
+            if mixed:
+                raise self.fail(f"the {op} list mixes strings and numbers", mixed[0].pos)
         for value, tok in values:
-            if not need_str and isinstance(value, str):
+            if isinstance(value, str) == want_str:
+                continue
+            if want_str and op in LIKE_OPS:
+                msg = f"{op} needs a quoted pattern, e.g. {text} {op} '{tok.text}%'"
+            elif want_str:
+                verb = "compares" if kind == "attribute" else "compare"
+                shown = f"('{tok.text}')" if op in LIST_OPS else f"'{tok.text}'"
+                msg = f"{subject} {verb} with strings: use {text} {op} {shown}, not {tok.text}"
+            else:
                 example = tok.value if _NUM_RE.fullmatch(tok.value) else "0.05"
-                if key in NUMERIC_ATTRIBUTES:
-                    subject = f"{key} compares with numbers (epoch milliseconds)"
+                if kind == "attribute":
                     example = example if example != "0.05" else "1700000000000"
+                    subject = f"{key} compares with numbers (epoch milliseconds)"
                 else:
-                    subject = f"{subject} compare with " + (
-                        "numbers" if numeric else f"{op} as numbers"
-                    )
+                    subject += " compare with " + ("numbers" if numeric else f"{op} as numbers")
                 shown = f"({example})" if op in LIST_OPS else example
-                raise self.fail(f"{subject}: use {text} {op} {shown}, not {tok.text}", tok.pos)
-            if need_str and not isinstance(value, str):
-                if op in LIKE_OPS:
-                    msg = f"{op} needs a quoted pattern, e.g. {text} {op} '{tok.text}%'"
-                else:
-                    shown = f"('{tok.text}')" if op in LIST_OPS else f"'{tok.text}'"
-                    verb = "compares" if kind == "attribute" else "compare"
-                    msg = f"{subject} {verb} with strings: use {text} {op} {shown}, not {tok.text}"
-                raise self.fail(msg, tok.pos)
+                msg = f"{subject}: use {text} {op} {shown}, not {tok.text}"
+            raise self.fail(msg, tok.pos)
 
 
 def parse_filter(text: str | None) -> Expr | None:
@@ -611,8 +578,9 @@ def _order_value(run: RunView, key: OrderKey) -> tuple[int, Any]:
     if key.kind == "metric":
         value = math.nan if value is None else float(value)
         return (1, None) if math.isnan(value) else (0, value)
-    if key.kind == "attribute" and key.key == "experiment_id":
-        return 0, int(value)
+    if key.kind == "attribute" and key.key == "experiment_id":  # numeric ids sort as numbers
+        text = str(value)
+        return 0, (int(text), "") if text.isascii() and text.isdigit() else (math.inf, text)
     return 0, value if key.kind == "attribute" and key.key in NUMERIC_ATTRIBUTES else str(value)
 
 

@@ -1,0 +1,214 @@
+"""task_train / begin / end, ``tracker run`` and ``tracker batch`` end to end on synthetic
+data, against a real store."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import tracker
+from cli.main import cli
+from online.trainer import begin_task_train, end_task_train, fill_placeholder, task_train
+from tracker import R
+
+SEGMENTS = {
+    "train": ["2020-01-01", "2020-09-30"],
+    "valid": ["2020-10-01", "2020-12-31"],
+    "test": ["2021-01-01", None],
+}
+
+
+def make_task(model: str = "RidgeModel", **model_kwargs) -> dict:
+    return {
+        "model": {
+            "class": model,
+            "module_path": "online.model",
+            "kwargs": {"seed": 0, **model_kwargs},
+        },
+        "dataset": {
+            "class": "Dataset",
+            "module_path": "online.dataset",
+            "kwargs": {
+                "handler": {
+                    "class": "FeatureHandler",
+                    "module_path": "online.features",
+                    "kwargs": {
+                        "data": {
+                            "synthetic": {
+                                "n_instruments": 40,
+                                "n_days": 380,
+                                "seed": 1,
+                                "signal": 0.1,
+                            }
+                        },
+                        "windows": [5, 10, 20],
+                    },
+                },
+                "segments": copy.deepcopy(SEGMENTS),
+            },
+        },
+        "record": [
+            {"class": "SignalRecord", "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}},
+            {"class": "SigAnaRecord", "kwargs": {"ana_long_short": True, "ann_scaler": 252}},
+            {"class": "PortAnaRecord", "kwargs": {"topk": 10, "n_drop": 2, "ann_scaler": 252}},
+        ],
+    }
+
+
+EXPECTED_ARTIFACTS = {
+    "task",
+    "params.pkl",
+    "dataset",
+    "pred.pkl",
+    "label.pkl",
+    "sig_analysis/ic.pkl",
+    "sig_analysis/ric.pkl",
+    "portfolio_analysis/report_normal_1day.pkl",
+    "portfolio_analysis/positions_normal_1day.pkl",
+    "portfolio_analysis/port_analysis_1day.pkl",
+}
+
+
+def test_fill_placeholder():
+    task = {"dataset": {"kwargs": {"segments": {"test": ["2021-01-01", None]}}}}
+    config = {
+        "a": "<MODEL>",
+        "b": ["<dataset.kwargs.segments.test.0>", "keep"],
+        "c": ("<DATASET>",),
+    }
+    out = fill_placeholder(config, {"<MODEL>": 1, "<DATASET>": 2}, task)
+    assert out == {"a": 1, "b": ["2021-01-01", "keep"], "c": (2,)}
+    with pytest.raises(tracker.InvalidInputError, match="no 'dataset.nope'"):
+        fill_placeholder("<dataset.nope>", {}, task)
+
+
+def test_task_train_records_everything(tmp_path):
+    tracker.init(tmp_path / "s")
+    task = make_task("LGBModel", num_boost_round=60, early_stopping_rounds=10, num_leaves=8)
+    rec = task_train(task, "wf", recorder_name="lgb")
+    assert rec.refresh().status == "FINISHED"
+    assert set(rec.list_artifacts(recursive=True)) >= EXPECTED_ARTIFACTS
+    params = rec.list_params()
+    assert params["model.class"] == "LGBModel"
+    assert params["dataset.kwargs.segments.test"] == str(SEGMENTS["test"])
+    metrics = rec.list_metrics()
+    for key in ("IC", "ICIR", "Rank IC", "Rank ICIR", "Long-Short Ann Return",
+                "1day.excess_return_without_cost.annualized_return",
+                "1day.excess_return_with_cost.max_drawdown", "l2.train", "l2.valid"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["IC"] > 0  # the synthetic market has a real signal
+    assert len(rec.get_metric_history("l2.train")) > 1
+    assert rec.load_object("task") == task
+    assert rec.list_tags()["hostname"]
+    pred = rec.load_object("pred.pkl")
+    assert list(pred.columns) == ["score"] and pred.index.names == ["datetime", "instrument"]
+    dataset = rec.load_object("dataset")
+    assert dataset.prepare("test", col_set="feature").shape[0] == pred.shape[0]
+
+
+def test_begin_then_end_task_train_resumes_the_same_recorder(tmp_path):
+    tracker.init(tmp_path / "s")
+    rec = begin_task_train(make_task(), "delayed")
+    assert rec.refresh().status == "FINISHED"
+    assert set(rec.list_artifacts()) == {"task"}
+    done = end_task_train(rec, "delayed")
+    assert done.id == rec.id
+    assert set(done.list_artifacts(recursive=True)) >= EXPECTED_ARTIFACTS
+    assert len(R.list_recorders(experiment_name="delayed")) == 1
+
+
+def test_failed_training_marks_the_run_failed(tmp_path):
+    tracker.init(tmp_path / "s")
+    task = make_task(bogus_argument=1)
+    with pytest.raises(tracker.InvalidInputError, match="bogus_argument"):
+        task_train(task, "bad")
+    rec = R.get_exp(experiment_name="bad", create=False).list_recorders(rtype="list")[0]
+    assert rec.status == "FAILED"
+
+
+def write_config(path: Path, model: str = "RidgeModel", **kw) -> Path:
+    path.write_text(yaml.safe_dump({"task": make_task(model, **kw)}))
+    return path
+
+
+def test_tracker_run_cli(tmp_path):
+    config = write_config(tmp_path / "ridge.yaml")
+    result = CliRunner().invoke(
+        cli, ["--uri", str(tmp_path / "s"), "run", str(config), "-e", "cli"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "FINISHED" in result.stdout and "IC" in result.stdout
+    manager = tracker.connect(tmp_path / "s")
+    rec = manager.get_exp(experiment_name="cli", create=False).list_recorders(rtype="list")[0]
+    assert rec.load_object("config")["task"]["model"]["class"] == "RidgeModel"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (
+            lambda t: t["model"].update({"class": "Nope"}),
+            "task.model: module 'online.model' has no class 'Nope'",
+        ),
+        (lambda t: t["dataset"]["kwargs"]["segments"].pop("test"), "segments.test is missing"),
+        (
+            lambda t: t["dataset"]["kwargs"]["handler"]["kwargs"].update(
+                {"data": "/no/such.parquet"}
+            ),
+            "does not exist",
+        ),
+    ],
+    ids=["unknown-class", "missing-segment", "missing-data"],
+)
+def test_tracker_run_refuses_bad_config_before_training(tmp_path, mutate, match):
+    task = make_task()
+    mutate(task)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"task": task}))
+    result = CliRunner().invoke(
+        cli, ["--uri", str(tmp_path / "s"), "run", str(tmp_path / "bad.yaml")]
+    )
+    assert result.exit_code == 1
+    assert match in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()  # nothing trained, no store created
+
+
+@pytest.mark.slow
+def test_tracker_batch_parallel_table(tmp_path):
+    configs = [
+        write_config(tmp_path / "ridge.yaml"),
+        write_config(tmp_path / "ridge_strong.yaml", alpha=100.0),
+    ]
+    broken = copy.deepcopy(make_task())
+    broken["record"].append({"class": "SigAnaRecord", "kwargs": {"label_col": "no-such-col"}})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--uri",
+            str(tmp_path / "s"),
+            "batch",
+            *map(str, configs),
+            "--times",
+            "2",
+            "--jobs",
+            "2",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "out" / "table.md").read_text().splitlines()
+    assert table[0] == (
+        "| Model Name | Dataset | IC | ICIR | Rank IC | Rank ICIR | Annualized Return "
+        "| Information Ratio | Max Drawdown |"
+    )
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| ridge", "| ridge_strong"]
+    cells = table[2].strip("| ").split(" | ")
+    assert cells[1] == "synthetic" and all("±" in c for c in cells[2:])
+    assert (tmp_path / "out" / "table.csv").read_text().startswith("Model Name,Dataset,IC")
+    manager = tracker.connect(tmp_path / "s")
+    assert len(manager.get_exp(experiment_name="ridge", create=False).list_recorders()) == 2
+    assert "4 of 4 runs finished" in result.stderr
