@@ -154,6 +154,11 @@ def _experiment(reader: ExpManager, name: str) -> ExperimentInfo:
     return reader.get_experiment_by_name(name)  # raises, listing the existing names
 
 
+#: What a research run is judged by (Qlib's record metrics), shown first when present.
+HEADLINE = ("IC", "Rank IC", "ICIR", "Rank ICIR", "1day.excess_return_with_cost.annualized_return",
+            "1day.excess_return_with_cost.information_ratio")  # fmt: skip
+
+
 def _pick(kind: str, runs: Sequence[Run], chosen: list[str] | None, auto: bool) -> list[str]:
     """Candidate ``metrics.KEY`` / ``params.KEY`` columns, most useful first.
 
@@ -169,9 +174,11 @@ def _pick(kind: str, runs: Sequence[Run], chosen: list[str] | None, auto: bool) 
     if not auto:
         return []
     if kind == "metrics":
-        # The most common first; among equally common ones, those that differ between runs.
-        def rank(k: str) -> tuple[int, bool, str]:
-            return -len(values[k]), len(set(values[k])) == 1 and len(runs) > 1, k
+        # The most common first; among equally common ones the workflow's headline metrics,
+        # then those that differ between runs.
+        def rank(k: str) -> tuple[int, int, bool, str]:
+            headline = HEADLINE.index(k) if k in HEADLINE else len(HEADLINE)
+            return -len(values[k]), headline, len(set(values[k])) == 1 and len(runs) > 1, k
 
         ranked = sorted(values, key=rank)[:MAX_AUTO_METRICS]
         return [f"metrics.{k}" for k in ranked]
