@@ -55,17 +55,26 @@ def dataset_name(config: dict) -> str:
 
 
 def isolated_python(config: Path, envs: Path) -> str:
-    """A virtual environment per config, from the requirements.txt beside it. It sees the
-    system site-packages, so tracker itself needs no reinstall; the requirements override."""
+    """A virtual environment per config, from the requirements.txt beside it. Packages it
+    lacks come from this interpreter's environment (so tracker needs no reinstall); what the
+    requirements install takes precedence."""
+    import site
+    import sysconfig
+
     requirements = config.parent / "requirements.txt"
     env = envs / config.stem
     python = env / "bin" / "python"
     if not python.exists():
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--system-site-packages", str(env)],
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, capture_output=True)
+        purelib = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        parents = {*site.getsitepackages(), sysconfig.get_paths()["purelib"]}
+        # addsitedir (not a bare path) so the parent's own .pth files, e.g. editable installs,
+        # are processed too; it appends, so the venv's packages win.
+        lines = [f"import site; site.addsitedir({p!r})" for p in sorted(parents)]
+        Path(purelib, "_tracker_parent.pth").write_text("\n".join(lines) + "\n")
         if requirements.exists():
             subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", "-r", str(requirements)],

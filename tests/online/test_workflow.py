@@ -212,3 +212,23 @@ def test_tracker_batch_parallel_table(tmp_path):
     manager = tracker.connect(tmp_path / "s")
     assert len(manager.get_exp(experiment_name="ridge", create=False).list_recorders()) == 2
     assert "4 of 4 runs finished" in result.stderr
+
+
+@pytest.mark.slow
+def test_tracker_batch_isolated_venv(tmp_path):
+    folder = tmp_path / "ridge"
+    folder.mkdir()
+    config = write_config(folder / "ridge.yaml")
+    (folder / "requirements.txt").write_text("# nothing beyond what tracker needs\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["--uri", str(tmp_path / "s"), "batch", str(config), "--isolate", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 runs finished" in result.stderr
+    env_python = out / ".envs" / "ridge" / "bin" / "python"
+    assert env_python.exists()
+    # The run could only import tracker inside the venv through the parent-environment link.
+    assert list((out / ".envs" / "ridge").rglob("_tracker_parent.pth"))
+    manager = tracker.connect(tmp_path / "s")
+    assert manager.get_exp(experiment_name="ridge", create=False).list_recorders()
