@@ -145,15 +145,20 @@ class Recorder:
         run_id = self._require_id()
         writer.unregister(run_id)
         writer.untrack_live(run_id)
-        error: BaseException | None = None
         try:
             buffer.raise_error()
             buffer.flush()
-        except TrackerError as e:
-            error, status = e, RunStatus.FAILED
-        self._info = self.manager.update_run(run_id, status=status, end_time=now_ms())
-        if error is not None:
+        except Exception as error:
+            # Still end the run (as FAILED) so it does not stay RUNNING; the write error wins
+            # over any complaint about ending it (e.g. another process already ended it).
+            try:
+                self._info = self.manager.update_run(
+                    run_id, status=RunStatus.FAILED, end_time=now_ms()
+                )
+            except TrackerError:
+                pass
             raise error
+        self._info = self.manager.update_run(run_id, status=status, end_time=now_ms())
 
     def _log_code_state(self) -> None:
         state = codestate.capture()

@@ -29,6 +29,9 @@ _registry: dict[str, BackendSpec | type] = {
     "sqlite": BackendSpec(_SQL),
     "postgresql": BackendSpec(_SQL, "pip install 'tracker[postgres]'", ("psycopg",)),
     "postgres": BackendSpec(_SQL, "pip install 'tracker[postgres]'", ("psycopg",)),
+    "mlflow": BackendSpec(
+        "tracker.backends.mlflow:MLflowExpManager", "pip install 'tracker[mlflow]'", ("mlflow",)
+    ),
 }
 registry = MappingProxyType(_registry)
 _entry_points_loaded = False
