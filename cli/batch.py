@@ -14,18 +14,11 @@ from pathlib import Path
 import click
 
 from cli.context import Context
+from cli.run import HEADLINE
 
 COLUMNS = ("Model Name", "Dataset", "IC", "ICIR", "Rank IC", "Rank ICIR",
            "Annualized Return", "Information Ratio", "Max Drawdown")  # fmt: skip
-METRICS = (
-    "IC",
-    "ICIR",
-    "Rank IC",
-    "Rank ICIR",
-    "1day.excess_return_with_cost.annualized_return",
-    "1day.excess_return_with_cost.information_ratio",
-    "1day.excess_return_with_cost.max_drawdown",
-)
+METRICS = HEADLINE  # the columns of Qlib's table, in its order
 
 
 @dataclass
