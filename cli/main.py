@@ -78,11 +78,26 @@ from cli.manage import gc, reap, restore, rm  # noqa: E402
 for _command in (rm, restore, gc, reap, export, import_):
     cli.add_command(_command)
 
+from cli.mlflow_io import export_group, import_group  # noqa: E402
+
+# Same names: the groups add `mlflow` subcommands and fall back to the bundle commands.
+cli.add_command(export_group)
+cli.add_command(import_group)
+
 from cli.batch import batch  # noqa: E402
 from cli.run import run  # noqa: E402
 
 cli.add_command(run)
 cli.add_command(batch)
+
+from cli.tasks import tasks, worker  # noqa: E402
+
+cli.add_command(worker)
+cli.add_command(tasks)
+
+from cli.online import online  # noqa: E402
+
+cli.add_command(online)
 
 
 def main() -> None:
