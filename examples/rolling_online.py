@@ -78,6 +78,13 @@ def run(data: Any, store: str, experiment: str, workers: int = 0, step: int = 20
     strategy = RollingStrategy(experiment, task, RollingGen(step=step, rtype=RollingGen.ROLL_EX))
     procs: list[subprocess.Popen] = []
     if workers > 1:  # tasks recorded here, trained by the workers as they appear
+        # One core per worker: K LightGBM processes with 2 threads each would fight over cores.
+        task["model"].setdefault("kwargs", {})["num_threads"] = max(
+            1, (os.cpu_count() or 1) // workers
+        )
+        strategy = RollingStrategy(
+            experiment, task, RollingGen(step=step, rtype=RollingGen.ROLL_EX)
+        )
         trainer: Any = DelayTrainerRM(experiment, experiment, skip_run_task=True)
         procs = start_workers(manager_store.uri, experiment, experiment, workers)
     else:
