@@ -34,7 +34,7 @@ import tracker
 from cli.context import Context
 from cli.output import emit_json, fmt_bytes
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
-from tracker.errors import AlreadyExistsError, ConfigError, InvalidInputError, RunNotFound
+from tracker.errors import AlreadyExistsError, ConfigError, InvalidInputError
 from tracker.manager import ExpManager
 from tracker.validation import check_key, check_name, text_items
 
@@ -398,14 +398,6 @@ def import_run(manager: ExpManager, doc: RunDoc) -> bool:
     return True
 
 
-def _exists(manager: ExpManager, run_id: str) -> bool:
-    try:
-        manager.get_run_info(run_id)
-    except RunNotFound:
-        return False
-    return True
-
-
 @click.command("import")
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -422,7 +414,7 @@ def import_(obj: Context, bundle: Path, as_json: bool) -> None:
     manager, own = _store(obj)
     try:
         with _os_errors():
-            todo = [d for d in docs if not _exists(manager, d.info.run_id)]
+            todo = [d for d in docs if not manager.has_run(d.info.run_id)]
             for doc in _progress(todo, "Checking"):
                 verify_files(doc)
             imported = [d for d in _progress(todo, "Importing") if import_run(manager, d)]

@@ -43,6 +43,23 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def check_transition(
+    run_id: str, current: RunStatus, new: RunStatus, expect: Iterable[RunStatus] | None = None
+) -> None:
+    """Raise InvalidTransition unless ``current -> new`` is allowed (and ``current`` is one of
+    ``expect``, when given); backends call it inside their compare-and-set."""
+    from tracker.entities import TRANSITIONS
+    from tracker.errors import InvalidTransition
+
+    if expect is not None and current not in set(expect):
+        raise InvalidTransition(f"run {run_id} is {current}, expected one of {sorted(expect)}")
+    if new != current and new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current]))
+        raise InvalidTransition(
+            f"run {run_id} cannot go from {current} to {new} (allowed: {allowed})"
+        )
+
+
 class ExpManager(abc.ABC):
     """A tracking backend. Construct through :func:`tracker.init` or :func:`tracker.connect`.
 
@@ -230,6 +247,16 @@ class ExpManager(abc.ABC):
         """Every point of one metric, ordered by step, then time, then logging order."""
         writer.flush_run(run_id)
         return self._get_metric_history(run_id, key)
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether a run with that id exists (deleted or not)."""
+        from tracker.errors import RunNotFound
+
+        try:
+            self.get_run_info(run_id)
+        except RunNotFound:
+            return False
+        return True
 
     def get_run(self, run_id: str) -> Run:
         info = self.get_run_info(run_id)

@@ -51,7 +51,6 @@ from tracker.backends.mlflow_artifacts import (
     unclamp,
 )
 from tracker.entities import (
-    TRANSITIONS,
     ArtifactEntry,
     ExperimentInfo,
     Lifecycle,
@@ -68,13 +67,12 @@ from tracker.errors import (
     ExperimentNotFound,
     InvalidInputError,
     InvalidStateError,
-    InvalidTransition,
     NotFoundError,
     RunNotFound,
     StoreError,
     TrackerError,
 )
-from tracker.manager import ExpManager, now_ms
+from tracker.manager import ExpManager, check_transition, now_ms
 from tracker.search import COMPARE_OPS, And, Comparison, Expr
 
 
@@ -324,7 +322,7 @@ class MLflowExpManager(ExpManager):
             raise InvalidInputError(f"update_run cannot set {sorted(unknown)}")
         run = self._mlflow_run(run_id)
         if status is not None:
-            _check_transition(run_id, RunStatus(run.info.status), RunStatus(status), expect)
+            check_transition(run_id, RunStatus(run.info.status), RunStatus(status), expect)
         deleted = run.info.lifecycle_stage == "deleted"
         target = None if lifecycle is None else Lifecycle(lifecycle)
         if deleted and target is None and status is None and set(fields) <= {"heartbeat"}:
@@ -695,18 +693,6 @@ def _check_writable(run: Any, *, data: bool) -> None:
         raise InvalidStateError(
             f"run {run_id} is {status}; params and metrics go to a running run "
             "(resume it with R.start(recorder_id=..., resume=True))"
-        )
-
-
-def _check_transition(
-    run_id: str, current: RunStatus, new: RunStatus, expect: Iterable[RunStatus] | None
-) -> None:
-    if expect is not None and current not in set(expect):
-        raise InvalidTransition(f"run {run_id} is {current}, expected one of {sorted(expect)}")
-    if new != current and new not in TRANSITIONS[current]:
-        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current]))
-        raise InvalidTransition(
-            f"run {run_id} cannot go from {current} to {new} (allowed: {allowed})"
         )
 
 

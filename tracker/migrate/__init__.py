@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunStatus, ViewType
-from tracker.errors import AlreadyExistsError, InvalidInputError, RunNotFound
+from tracker.errors import AlreadyExistsError, InvalidInputError
 from tracker.manager import ExpManager
 from tracker.validation import check_key, check_name, text_items
 
@@ -152,7 +152,7 @@ def import_runs(
             run.lifecycle is Lifecycle.DELETED and not include_deleted
         ):
             summary.excluded.append(run.run_id)
-        elif _exists(manager, run.target_id):
+        elif manager.has_run(run.target_id):
             summary.skipped.append(run.run_id)
         else:
             todo.append(run)
@@ -186,14 +186,6 @@ def import_runs(
                 {"run_id": run.run_id, "path": p, "reason": why} for p, why in plan.bad_paths
             ]
     return summary
-
-
-def _exists(manager: ExpManager, run_id: str) -> bool:
-    try:
-        manager.get_run_info(run_id)
-    except RunNotFound:
-        return False
-    return True
 
 
 def _checked(run: SourceRun, content: RunContent) -> RunContent:

@@ -21,7 +21,6 @@ from tracker.backends.sql.models import (
     TagRow,
 )
 from tracker.entities import (
-    TRANSITIONS,
     ArtifactEntry,
     ExperimentInfo,
     Lifecycle,
@@ -36,11 +35,10 @@ from tracker.errors import (
     ExperimentNotFound,
     InvalidInputError,
     InvalidStateError,
-    InvalidTransition,
     RunNotFound,
     StoreError,
 )
-from tracker.manager import ExpManager, now_ms
+from tracker.manager import ExpManager, check_transition, now_ms
 from tracker.validation import as_number
 
 EXP = ExperimentRow.__table__
@@ -216,7 +214,7 @@ class SQLExpManager(ExpManager):
             values = dict(fields)
             if status is not None:
                 current = RunStatus(row.status)
-                _check_transition(run_id, current, RunStatus(status), expect)
+                check_transition(run_id, current, RunStatus(status), expect)
                 values["status"] = RunStatus(status).value
             if lifecycle is not None:
                 values["lifecycle"] = Lifecycle(lifecycle).value
@@ -455,18 +453,6 @@ class _RawSQL:
             f"INSERT INTO artifacts (run_pk, path, size, checksum, mtime) VALUES ({marks(5)}) "
             "ON CONFLICT (run_pk, path) DO UPDATE SET size = excluded.size, "
             "checksum = excluded.checksum, mtime = excluded.mtime"
-        )
-
-
-def _check_transition(
-    run_id: str, current: RunStatus, new: RunStatus, expect: Iterable[RunStatus] | None
-) -> None:
-    if expect is not None and current not in set(expect):
-        raise InvalidTransition(f"run {run_id} is {current}, expected one of {sorted(expect)}")
-    if new != current and new not in TRANSITIONS[current]:
-        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current]))
-        raise InvalidTransition(
-            f"run {run_id} cannot go from {current} to {new} (allowed: {allowed})"
         )
 
 
