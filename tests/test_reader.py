@@ -19,7 +19,16 @@ FILTERS = [
     "run_name LIKE 'r1%'",
     "metrics.m IS NULL",
 ]
-ORDERS = [None, ["metrics.m DESC"], ["params.p", "-metrics.m"], ["attributes.start_time"]]
+ORDERS = [
+    None,
+    ["metrics.m DESC"],
+    ["metrics.m"],
+    ["params.p DESC"],
+    ["tags.t"],
+    ["metrics.absent"],
+    ["params.p", "-metrics.m"],
+    ["attributes.start_time"],
+]
 
 
 @pytest.fixture(scope="module")

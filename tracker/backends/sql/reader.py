@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.backends.sql import SCHEMA_VERSION
 from tracker.entities import (
@@ -33,6 +33,9 @@ from tracker.errors import (
     SchemaVersionError,
 )
 from tracker.manager import ExpManager
+
+if TYPE_CHECKING:
+    from tracker.search import OrderKey
 
 _RUN_COLUMNS = (
     "runs.id, runs.experiment_id, runs.name, runs.status, runs.lifecycle, runs.start_time, "
@@ -146,17 +149,34 @@ class SQLiteReader(ExpManager):
         return [_run(r) for r in rows]
 
     def _runs(
-        self, experiment_ids: Sequence[str] | None, view: ViewType, limit: int | None
+        self,
+        experiment_ids: Sequence[str] | None,
+        view: ViewType,
+        limit: int | None,
+        by: OrderKey | None = None,
     ) -> list[RunInfo]:
+        """Runs newest first, or ordered by one metric, param or tag in SQL (``tracker ls
+        --sort``): values first, then NaN, then runs without the key, as ``sort_runs``."""
         stages = view.stages()
-        where = [f"lifecycle IN ({_marks(stages)})"]
-        args: list[Any] = list(stages)
+        args: list[Any] = []
+        source, rank = "runs", ""
+        if by is not None:
+            table = {"metric": "latest_metrics", "param": "params", "tag": "tags"}[by.kind]
+            source = f'runs LEFT JOIN {table} o ON o.run_pk = runs.pk AND o."key" = ?'
+            args.append(by.key)
+            direction = "ASC" if by.ascending else "DESC"
+            rank = (
+                "CASE WHEN o.run_pk IS NULL THEN 2 WHEN o.value IS NULL THEN 1 ELSE 0 END, "
+                f"o.value {direction}, "
+            )
+        where = [f"runs.lifecycle IN ({_marks(stages)})"]
+        args += stages
         if experiment_ids is not None:
             ids = [i for i in (_int(e) for e in experiment_ids) if i is not None]
-            where.append(f"experiment_id IN ({_marks(ids)})")
+            where.append(f"runs.experiment_id IN ({_marks(ids)})")
             args += ids
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
-        sql += "ORDER BY start_time DESC, id"
+        sql = f"SELECT {_RUN_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
+        sql += f"ORDER BY {rank}runs.start_time DESC, runs.id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -176,6 +196,8 @@ class SQLiteReader(ExpManager):
         order = parse_order_by(order_by)
         if expr is None and not order:
             return self._runs(experiment_ids, ViewType(view), max_results)
+        if expr is None and len(order) == 1 and order[0].kind != "attribute":
+            return self._runs(experiment_ids, ViewType(view), max_results, order[0])
         infos = self._runs(experiment_ids, ViewType(view), None)
         data = self._get_runs_data([i.run_id for i in infos])
         views = {i.run_id: RunView.from_run(Run(i, data.get(i.run_id, RunData()))) for i in infos}
