@@ -600,3 +600,14 @@ def sort_runs(runs: Iterable[RunView], keys: Sequence[OrderKey] = ()) -> list[Ru
     for key in reversed((*keys, *ties)):
         ordered = _stable_sort(ordered, key)
     return ordered
+
+
+def search_in_python(
+    runs: Sequence[Run], expr: Expr | None, keys: Sequence[OrderKey], limit: int | None = None
+) -> list[Run]:
+    """Filter and order :class:`tracker.entities.Run` objects as the SQL backends would: the
+    path of stores that cannot evaluate a filter themselves."""
+    keep = to_predicate(expr)
+    by_id = {run.info.run_id: run for run in runs}
+    views = [view for view in (RunView.from_run(run) for run in runs) if keep(view)]
+    return [by_id[str(view.attributes["run_id"])] for view in sort_runs(views, keys)][:limit]

@@ -417,7 +417,7 @@ class MLflowExpManager(ExpManager):
     ) -> list[Run]:
         """MLflow evaluates the part of the filter it can (an AND of simple comparisons);
         the whole filter and the order are always applied here, by :mod:`tracker.search`."""
-        from tracker.search import RunView, parse_filter, parse_order_by, sort_runs, to_predicate
+        from tracker.search import parse_filter, parse_order_by, search_in_python
 
         expr = parse_filter(filter_string or "")
         order = parse_order_by(order_by)
@@ -431,11 +431,7 @@ class MLflowExpManager(ExpManager):
             Run(_run_info(r), self._run_data(r))
             for r in self._mlflow_runs(ids, pushdown(expr), ViewType(view))
         ]
-        keep = to_predicate(expr)
-        views = [RunView.from_run(r) for r in runs]
-        by_id = {r.info.run_id: r for r in runs}
-        ordered = sort_runs([v for v in views if keep(v)], order)
-        return [by_id[str(v.attributes["run_id"])] for v in ordered][:max_results]
+        return search_in_python(runs, expr, order, max_results)
 
     def _mlflow_runs(self, ids: list[str], mlflow_filter: str, view: ViewType) -> list[Any]:
         out, token = [], None

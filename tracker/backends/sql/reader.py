@@ -190,7 +190,7 @@ class SQLiteReader(ExpManager):
         max_results: int | None = None,
         view: ViewType = ViewType.ACTIVE_ONLY,
     ) -> list[RunInfo]:
-        from tracker.search import RunView, parse_filter, parse_order_by, sort_runs, to_predicate
+        from tracker.search import parse_filter, parse_order_by, search_in_python
 
         expr = parse_filter(filter_string or "")
         order = parse_order_by(order_by)
@@ -200,12 +200,8 @@ class SQLiteReader(ExpManager):
             return self._runs(experiment_ids, ViewType(view), max_results, order[0])
         infos = self._runs(experiment_ids, ViewType(view), None)
         data = self._get_runs_data([i.run_id for i in infos])
-        views = {i.run_id: RunView.from_run(Run(i, data.get(i.run_id, RunData()))) for i in infos}
-        keep = to_predicate(expr)
-        by_id = {i.run_id: i for i in infos}
-        ordered = sort_runs([v for v in views.values() if keep(v)], order)
-        ids = [str(v.attributes["run_id"]) for v in ordered][:max_results]
-        return [by_id[i] for i in ids]
+        runs = [Run(i, data.get(i.run_id, RunData())) for i in infos]
+        return [run.info for run in search_in_python(runs, expr, order, max_results)]
 
     def _get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
         out: dict[str, RunData] = {}
