@@ -34,13 +34,12 @@ import tracker
 from cli.context import Context
 from cli.output import emit_json, fmt_bytes
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
-from tracker.errors import AlreadyExistsError, ConfigError, InvalidInputError
+from tracker.errors import ConfigError, InvalidInputError
 from tracker.manager import ExpManager
 from tracker.validation import check_key, check_name, text_items
 
 T = TypeVar("T")
 FORMAT, VERSION = "tracker-bundle", 1
-METRIC_CHUNK = 10_000  # points per log_batch: one bounded transaction each
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _NON_FINITE = {"nan", "inf", "-inf"}
 
@@ -351,51 +350,23 @@ def verify_files(doc: RunDoc) -> None:
 
 
 def import_run(manager: ExpManager, doc: RunDoc) -> bool:
-    """Create the run with its original id and contents; False if that id exists already.
+    """Create the run with its original id and contents; False if that id exists already
+    (see :func:`tracker.migrate.write_run`)."""
+    from tracker.migrate import write_run
 
-    Data goes in while the run is RUNNING (params and metrics need a live run), then status,
-    times and lifecycle are set. If anything fails the half-imported run is purged, so that
-    a second import does not skip it as done."""
-    src = doc.info
-    exp = manager.get_or_create_experiment(doc.experiment)
-    try:
-        info = manager.create_run(
-            exp.experiment_id,
-            src.name,
-            RunStatus.RUNNING,
-            start_time=src.start_time,
-            pid=src.pid,
-            host=src.host,
-            run_id=src.run_id,
-        )
-    except AlreadyExistsError:
-        return False
-    try:
-        manager.log_batch(info.run_id, params=doc.params, tags=doc.tags)
-        for i in range(0, len(doc.metrics), METRIC_CHUNK):
-            manager.log_batch(info.run_id, metrics=doc.metrics[i : i + METRIC_CHUNK])
+    def put(info: RunInfo) -> list[ArtifactEntry]:
         for entry in doc.artifacts:
             folder = posixpath.dirname(entry.path) or None
             stored = manager.artifacts.put_file(info.artifact_prefix, str(doc.file(entry)), folder)
             if (stored.path, stored.checksum) != (entry.path, entry.checksum):
                 raise BundleError(f"artifact {entry.path!r} changed while it was imported")
-        # The source's manifest as it was (mtime included), once every file is in place.
-        manager.record_artifacts(info.run_id, doc.artifacts)
-        manager.update_run(
-            info.run_id,
-            status=src.status,
-            lifecycle=src.lifecycle,
-            start_time=src.start_time,
-            end_time=src.end_time,
-            heartbeat=src.heartbeat,
-            pid=src.pid,
-            host=src.host,
-        )
-    except BaseException:
-        with contextlib.suppress(Exception):
-            manager.purge_run(info.run_id)
-        raise
-    return True
+        return list(doc.artifacts)  # the source's manifest as it was, mtimes included
+
+    exp = manager.get_or_create_experiment(doc.experiment)
+    written = write_run(
+        manager, exp.experiment_id, doc.info, doc.params, doc.tags, doc.metrics, put
+    )
+    return written is not None
 
 
 @click.command("import")

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tracker
-from cli import bundle as bundle_mod
+import tracker.migrate
 from cli.main import cli
 from tracker.entities import Lifecycle, Metric, RunStatus, ViewType
 from tracker.manager import now_ms
@@ -295,7 +295,7 @@ def test_export_import_round_trip(store, tmp_path, monkeypatch):
     assert [p[2] for p in doc["metrics"]["loss"]] == [1.0, "nan", "inf", "-inf", 0.5, 0.25]
     assert (out / "runs" / store.r1 / "artifacts" / "sub" / "x.json").is_file()
 
-    monkeypatch.setattr(bundle_mod, "METRIC_CHUNK", 2)  # several log_batch calls per run
+    monkeypatch.setattr(tracker.migrate, "METRIC_CHUNK", 2)  # several log_batch calls per run
     fresh = tmp_path / "fresh"
     result = ok(invoke(fresh, "import", str(out)))
     assert "Imported 4 run(s), skipped 0" in result.stdout

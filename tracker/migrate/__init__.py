@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunStatus, ViewType
+from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
 from tracker.errors import AlreadyExistsError, InvalidInputError
-from tracker.manager import ExpManager
+from tracker.manager import ExpManager, now_ms
 from tracker.validation import check_key, check_name, text_items
 
 if TYPE_CHECKING:
@@ -204,46 +204,75 @@ def _checked(run: SourceRun, content: RunContent) -> RunContent:
         raise MigrationError(f"{where}: {e}; nothing was imported") from e
 
 
-def _write_run(
-    manager: ExpManager, exp_id: str, run: SourceRun, content: RunContent, plan: ArtifactPlan
+def write_run(
+    manager: ExpManager,
+    exp_id: str,
+    info: RunInfo,
+    params: dict[str, str],
+    tags: dict[str, str],
+    metrics: Sequence[Metric],
+    put_artifacts: Callable[[RunInfo], list[ArtifactEntry]],
 ) -> list[ArtifactEntry] | None:
-    """Create one run with its contents; None if its id was taken meanwhile.
+    """Create a run with ``info``'s id and contents; None if that id is taken already.
 
-    A failure purges the half-written run, so that a second import does not skip it."""
+    The run is created RUNNING (params and metrics need a live run), filled, its files put
+    by ``put_artifacts`` (which returns the manifest to record), and only then given
+    ``info``'s status, times and lifecycle. A failure purges the half-written run, so that a
+    second import does not skip it as done. Shared by every importer (bundles, MLflow)."""
     try:
-        info = manager.create_run(
-            exp_id, run.name, RunStatus.RUNNING, start_time=run.start_time, run_id=run.target_id
+        created = manager.create_run(
+            exp_id,
+            info.name,
+            RunStatus.RUNNING,
+            start_time=info.start_time,
+            pid=info.pid,
+            host=info.host,
+            run_id=info.run_id,
         )
     except AlreadyExistsError:
         return None
     try:
-        manager.log_batch(info.run_id, params=content.params, tags=content.tags)
-        for i in range(0, len(content.metrics), METRIC_CHUNK):
-            manager.log_batch(info.run_id, metrics=content.metrics[i : i + METRIC_CHUNK])
+        manager.log_batch(created.run_id, params=params, tags=tags)
+        for i in range(0, len(metrics), METRIC_CHUNK):
+            manager.log_batch(created.run_id, metrics=metrics[i : i + METRIC_CHUNK])
+        entries = put_artifacts(created)
+        if entries:
+            manager.record_artifacts(created.run_id, entries)
+        manager.update_run(
+            created.run_id,
+            status=info.status,
+            lifecycle=info.lifecycle,
+            start_time=info.start_time,
+            end_time=info.end_time,
+            heartbeat=info.heartbeat,
+            pid=info.pid,
+            host=info.host,
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            manager.purge_run(created.run_id)
+        raise
+    return entries
+
+
+def _write_run(
+    manager: ExpManager, exp_id: str, run: SourceRun, content: RunContent, plan: ArtifactPlan
+) -> list[ArtifactEntry] | None:
+    def put(info: RunInfo) -> list[ArtifactEntry]:
         entries = []
         with tempfile.TemporaryDirectory(prefix="tracker-import-") as tmp:
             for rel in plan.files:
                 local = plan.fetch(rel, tmp)
                 folder = posixpath.dirname(rel) or None
                 entries.append(manager.artifacts.put_file(info.artifact_prefix, local, folder))
-        if entries:
-            manager.record_artifacts(info.run_id, entries)
-        manager.update_run(
-            info.run_id,
-            # RUNNING stays: the transition RUNNING -> RUNNING is not one.
-            status=None if run.status is RunStatus.RUNNING else run.status,
-            lifecycle=run.lifecycle,
-            start_time=info.start_time,
-            end_time=run.end_time,
-            # A run another tool left RUNNING has no heartbeat: `tracker reap` judges it by
-            # its start time instead of thinking it alive since the import.
-            heartbeat=None,
-        )
-    except BaseException:
-        with contextlib.suppress(Exception):
-            manager.purge_run(info.run_id)
-        raise
-    return entries
+        return entries
+
+    # A run another tool left RUNNING gets no heartbeat: `tracker reap` then judges it by its
+    # start time instead of thinking it alive since the import. A source run that never
+    # started gets the import time, as a new run would.
+    start = run.start_time if run.start_time is not None else now_ms()
+    info = RunInfo(run.target_id, exp_id, run.name, run.status, run.lifecycle, start, run.end_time)
+    return write_run(manager, exp_id, info, content.params, content.tags, content.metrics, put)
 
 
 class _Experiments:
