@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -24,35 +23,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRACKER_NO_CODE_STATE", "1")
 
 import tracker  # noqa: E402
-from tracker import Metric, RunStatus  # noqa: E402
+from bench.stores import fill  # noqa: E402
 
 EXPERIMENT = "bench"
-MODELS = ["lgb", "linear", "mlp", "gru", "xgb"]
 BUDGET_S = 0.4
 
 
 def build(store: Path, runs: int) -> list[str]:
-    """The store's run ids, newest first; runs are added until there are ``runs``."""
+    """The two newest run ids; runs are added until there are ``runs``."""
     manager = tracker.connect(store)
-    exp = manager.get_or_create_experiment(EXPERIMENT)
-    have = len(manager.search_run_infos([exp.experiment_id], max_results=runs))
-    if have < runs:
-        rng = random.Random(7)
-        t0 = time.perf_counter()
-        for i in range(have, runs):
-            info = manager.create_run(exp.experiment_id, f"run{i}", RunStatus.RUNNING)
-            params = {f"p{j}": str(rng.randint(0, 1000)) for j in range(8)}
-            params |= {"model": rng.choice(MODELS), "lr": str(rng.choice([0.01, 0.05, 0.1]))}
-            metrics = [
-                Metric(key, rng.gauss(0.03, 0.03), step, 1_700_000_000_000 + step)
-                for key in ("IC", "ICIR", "Rank IC", "loss", "ret")
-                for step in range(5)
-            ]
-            manager.log_batch(info.run_id, params=params, metrics=metrics)
-            manager.update_run(info.run_id, status=RunStatus.FINISHED)
-        rate = (runs - have) / (time.perf_counter() - t0)
-        print(f"built {runs - have:,} runs through the API at {rate:,.0f} runs/s")
-    ids = [i.run_id for i in manager.search_run_infos([exp.experiment_id], max_results=2)]
+    exp_id, rate = fill(manager, EXPERIMENT, runs, steps=5, seed=7, base_ts=1_700_000_000_000)
+    if rate:
+        print(f"built runs through the API at {rate:,.0f} runs/s")
+    ids = [i.run_id for i in manager.search_run_infos([exp_id], max_results=2)]
     manager.close()
     return ids
 

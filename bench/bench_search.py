@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import sys
 import time
@@ -21,31 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRACKER_NO_CODE_STATE", "1")
 
 import tracker  # noqa: E402
-from tracker import Metric, RunStatus  # noqa: E402
+from bench.stores import fill  # noqa: E402
 
 FILTER = "params.model = 'lgb' and metrics.IC > 0.05"
 ORDER = ["metrics.IC DESC"]
-MODELS = ["lgb", "linear", "mlp", "gru", "xgb"]
 
 
 def build(store: Path, runs: int) -> tuple[tracker.ExpManager, float]:
     manager = tracker.connect(store)
-    exp = manager.get_or_create_experiment("search")
-    have = len(manager.search_run_infos([exp.experiment_id], max_results=runs))
-    if have >= runs:
-        return manager, 0.0
-    rng = random.Random(42)
-    t0 = time.perf_counter()
-    for i in range(have, runs):
-        info = manager.create_run(exp.experiment_id, f"run{i}", RunStatus.RUNNING)
-        params = {f"p{j}": str(rng.randint(0, 1000)) for j in range(8)}
-        params |= {"model": rng.choice(MODELS), "lr": str(rng.choice([0.01, 0.05, 0.1]))}
-        metrics = [
-            Metric(k, rng.gauss(0.03, 0.03), 0, 0) for k in ("IC", "ICIR", "Rank IC", "loss", "ret")
-        ]
-        manager.log_batch(info.run_id, params=params, metrics=metrics)
-        manager.update_run(info.run_id, status=RunStatus.FINISHED)
-    return manager, (runs - have) / (time.perf_counter() - t0)
+    return manager, fill(manager, "search", runs, seed=42)[1]
 
 
 def timed(fn, repeat: int = 20) -> float:
