@@ -29,6 +29,7 @@ from online.trainers import (
     TrainerR,
     TrainerRM,
 )
+from tests.online.tasks import synthetic_task
 from tracker import R
 
 SYN = {"n_instruments": 20, "n_days": 240, "seed": 3, "signal": 0.1}  # 2020-01-01 .. 2020-11-30
@@ -44,22 +45,14 @@ BEGIN, END = "2020-06-24", "2020-08-20"  # two new windows: 06-29 and 07-27 (and
 def make_task(data=None, test_end="2020-06-26") -> dict:
     segments = copy.deepcopy(SEGMENTS)
     segments["test"][1] = test_end
-    return {
-        "model": {"class": "RidgeModel", "module_path": "online.model", "kwargs": {"seed": 0}},
-        "dataset": {
-            "class": "Dataset",
-            "module_path": "online.dataset",
-            "kwargs": {
-                "handler": {
-                    "class": "FeatureHandler",
-                    "module_path": "online.features",
-                    "kwargs": {"data": data or {"synthetic": SYN}, "windows": [5, 10]},
-                },
-                "segments": segments,
-            },
-        },
-        "record": [{"class": "SignalRecord"}],
-    }
+    return synthetic_task(
+        segments,
+        data=data,
+        synthetic=SYN,
+        windows=[5, 10],
+        model_kwargs={"seed": 0},
+        records=[{"class": "SignalRecord"}],
+    )
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ updaters, on synthetic data against real stores."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import pickle
 
@@ -24,6 +23,7 @@ from online.online_tool import OFFLINE_TAG, ONLINE_KEY, ONLINE_TAG, OnlineToolR
 from online.trainer import task_train
 from online.update import LabelUpdater, PredUpdater
 from online.utils import init_instance_by_config
+from tests.online.tasks import synthetic_task
 from tracker import Experiment, R
 
 INSTRUMENTS = ["A", "B", "C"]
@@ -299,27 +299,11 @@ TEST_END = pd.Timestamp("2021-04-20")  # 40 business days before LAST
 
 
 def make_task() -> dict:
-    return {
-        "model": {"class": "RidgeModel", "module_path": "online.model", "kwargs": {"alpha": 1.0}},
-        "dataset": {
-            "class": "Dataset",
-            "module_path": "online.dataset",
-            "kwargs": {
-                "handler": {
-                    "class": "FeatureHandler",
-                    "module_path": "online.features",
-                    "kwargs": {"data": copy.deepcopy(DATA), "windows": [5, 10, 20]},
-                },
-                "segments": {
-                    "train": ["2020-01-01", "2020-12-31"],
-                    "test": ["2021-01-01", str(TEST_END.date())],
-                },
-            },
-        },
-        "record": [
-            {"class": "SignalRecord", "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}}
-        ],
-    }
+    return synthetic_task(
+        {"train": ["2020-01-01", "2020-12-31"], "test": ["2021-01-01", str(TEST_END.date())]},
+        data=DATA,
+        model_kwargs={"alpha": 1.0},
+    )
 
 
 def direct(start, end, what: str = "pred", model=None) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from online.taskmanager import (
     pool_counts,
     run_task,
 )
+from tests.online.tasks import synthetic_task
 from tracker import R, RunStatus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -496,32 +497,17 @@ def tmod_columns() -> tuple[str, ...]:
 
 
 def tiny_task(seed: int) -> dict:
-    """A small synthetic training task (see tests/online/test_workflow.py)."""
-    return {
-        "model": {"class": "RidgeModel", "module_path": "online.model", "kwargs": {"seed": seed}},
-        "dataset": {
-            "class": "Dataset",
-            "module_path": "online.dataset",
-            "kwargs": {
-                "handler": {
-                    "class": "FeatureHandler",
-                    "module_path": "online.features",
-                    "kwargs": {
-                        "data": {"synthetic": {"n_instruments": 8, "n_days": 160, "seed": 1}},
-                        "windows": [5],
-                    },
-                },
-                "segments": {
-                    "train": ["2020-01-01", "2020-04-30"],
-                    "valid": ["2020-05-01", "2020-05-31"],
-                    "test": ["2020-06-01", None],
-                },
-            },
-        },
-        "record": [
-            {"class": "SignalRecord", "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}}
-        ],
-    }
+    """A small synthetic training task."""
+    return synthetic_task(
+        {
+            "train": ["2020-01-01", "2020-04-30"],
+            "valid": ["2020-05-01", "2020-05-31"],
+            "test": ["2020-06-01", None],
+        },  # fmt: skip
+        synthetic={"n_instruments": 8, "n_days": 160, "seed": 1},
+        windows=[5],
+        model_kwargs={"seed": seed},
+    )
 
 
 def test_cli_worker_trains_the_pool_with_task_train(store):

@@ -3,7 +3,6 @@ data, against a real store."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from click.testing import CliRunner
 import tracker
 from cli.main import cli
 from online.trainer import begin_task_train, end_task_train, fill_placeholder, task_train
+from tests.online.tasks import SIGNAL_RECORD, synthetic_task
 from tracker import R
 
 SEGMENTS = {
@@ -23,40 +23,17 @@ SEGMENTS = {
 
 
 def make_task(model: str = "RidgeModel", **model_kwargs) -> dict:
-    return {
-        "model": {
-            "class": model,
-            "module_path": "online.model",
-            "kwargs": {"seed": 0, **model_kwargs},
-        },
-        "dataset": {
-            "class": "Dataset",
-            "module_path": "online.dataset",
-            "kwargs": {
-                "handler": {
-                    "class": "FeatureHandler",
-                    "module_path": "online.features",
-                    "kwargs": {
-                        "data": {
-                            "synthetic": {
-                                "n_instruments": 40,
-                                "n_days": 380,
-                                "seed": 1,
-                                "signal": 0.1,
-                            }
-                        },
-                        "windows": [5, 10, 20],
-                    },
-                },
-                "segments": copy.deepcopy(SEGMENTS),
-            },
-        },
-        "record": [
-            {"class": "SignalRecord", "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}},
+    return synthetic_task(
+        SEGMENTS,
+        synthetic={"n_instruments": 40, "n_days": 380, "seed": 1, "signal": 0.1},
+        model=model,
+        model_kwargs={"seed": 0, **model_kwargs},
+        records=[
+            SIGNAL_RECORD,
             {"class": "SigAnaRecord", "kwargs": {"ana_long_short": True, "ann_scaler": 252}},
             {"class": "PortAnaRecord", "kwargs": {"topk": 10, "n_drop": 2, "ann_scaler": 252}},
         ],
-    }
+    )
 
 
 EXPECTED_ARTIFACTS = {
@@ -181,9 +158,8 @@ def test_tracker_batch_parallel_table(tmp_path):
     configs = [
         write_config(tmp_path / "ridge.yaml"),
         write_config(tmp_path / "ridge_strong.yaml", alpha=100.0),
+        write_config(tmp_path / "broken.yaml", bogus_argument=1),  # fails in every run
     ]
-    broken = copy.deepcopy(make_task())
-    broken["record"].append({"class": "SigAnaRecord", "kwargs": {"label_col": "no-such-col"}})
     result = CliRunner().invoke(
         cli,
         [
@@ -211,7 +187,8 @@ def test_tracker_batch_parallel_table(tmp_path):
     assert (tmp_path / "out" / "table.csv").read_text().startswith("Model Name,Dataset,IC")
     manager = tracker.connect(tmp_path / "s")
     assert len(manager.get_exp(experiment_name="ridge", create=False).list_recorders()) == 2
-    assert "4 of 4 runs finished" in result.stderr
+    assert "4 of 6 runs finished" in result.stderr  # the failures did not stop the others
+    assert "FAILED broken seed 0" in result.stderr and "FAILED broken seed 1" in result.stderr
 
 
 @pytest.mark.slow
