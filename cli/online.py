@@ -8,6 +8,7 @@ failed or lost their heartbeat, and the task pools' counts.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -20,34 +21,62 @@ ONLINE_FILTER = "tags.online_status = 'online'"
 def _day(value: Any) -> str | None:
     import pandas as pd
 
-    return None if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
+    if value is None:
+        return None
+    try:
+        return None if pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
+    except (TypeError, ValueError):
+        return str(value)  # not a date: shown as stored (a CodeReference says what it was)
 
 
 def _segment(seg: Any) -> list[str | None] | None:
-    return None if seg is None else [_day(t) for t in seg]
+    if seg is None:
+        return None
+    return [_day(t) for t in seg] if isinstance(seg, (list, tuple)) else [str(seg)]
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    """``obj[k1][k2]…``, None where a level is missing or not a dict."""
+    for key in keys:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
 
 
 def _model(rec: Any) -> dict[str, Any]:
-    """One online model: windows from its ``task``, last prediction vs last data date."""
+    """One online model: windows from its ``task``, last prediction vs last data date.
+
+    The artifacts are loaded with :mod:`tracker.safe_pickle`: looking at a shared store must
+    not run code that anyone who can write to it put in a pickle. A reference to code in the
+    task (e.g. a model class) is shown as ``<not shown: contains code reference …>``."""
+    import pandas as pd
+
     from online.calendar import trading_calendar
-    from tracker.errors import TrackerError
+    from tracker.safe_pickle import PlaceholderUnpickler, SafeUnpickler
 
     row: dict[str, Any] = {"run_id": rec.id, "name": rec.name, "status": rec.status}
     row["online_since"] = rec.list_tags().get("online_since")
     problems = []
+    # Whatever a run's artifacts hold, the view reports it on that run's line and goes on.
     try:
-        task = rec.load_object("task")
-        segments = task["dataset"]["kwargs"]["segments"]
-        row["model"] = task["model"]["class"]
-        row["train"] = _segment(segments.get("train"))
-        row["test"] = _segment(segments.get("test"))
+        task = rec.load_object("task", unpickler=PlaceholderUnpickler)
+        if not isinstance(task, Mapping):
+            raise TypeError(f"not a task dict: {task}")
+        segments = _get(task, "dataset", "kwargs", "segments")
+        model = _get(task, "model", "class")
+        row["model"] = None if model is None else str(model)
+        row["train"] = _segment(_get(segments, "train"))
+        row["test"] = _segment(_get(segments, "test"))
         row["data_end"] = _day(trading_calendar(task)[-1])
-    except (TrackerError, KeyError, TypeError, OSError) as e:
+    except Exception as e:
         problems.append(f"task/data: {e}")
     try:
-        pred = rec.load_object("pred.pkl")
+        pred = rec.load_object("pred.pkl", unpickler=SafeUnpickler)
+        if not isinstance(pred, (pd.DataFrame, pd.Series)):
+            raise TypeError(f"a {type(pred).__name__}, not a DataFrame of predictions")
         row["pred_end"] = _day(pred.dropna().index.get_level_values("datetime").max())
-    except (TrackerError, KeyError, OSError) as e:
+    except Exception as e:
         problems.append(f"pred.pkl: {e}")
     row["stale"] = bool(
         row.get("data_end") and (row.get("pred_end") is None or row["pred_end"] < row["data_end"])

@@ -207,6 +207,8 @@ def row_to_task(row: Any, manager: ExpManager | None) -> dict[str, Any]:
     if manager is None:
         task_def, res = m["task_def"], m["res"]
     else:
+        # Plain pickle, trusted as the pool's writers are: a worker then trains what the task
+        # names anyway (README, "What tracker trusts").
         task_def = pickle.loads(m["task_def"])
         res = None if m["res"] is None else from_storable(pickle.loads(m["res"]), manager)
     out = {k: m[k] for k in m if k not in ("id", "task_def", "res")}

@@ -321,6 +321,8 @@ def loads(name: str, data: bytes, unpickler: type[pickle.Unpickler] | None = Non
         if fmt == "text":
             return data.decode("utf-8")
         return (unpickler or pickle.Unpickler)(io.BytesIO(data)).load()
+    except errors.UnsafeObjectError as e:  # tracker.safe_pickle refused it: say which artifact
+        raise errors.UnsafeObjectError(f"artifact {name!r} {e}", e.reference) from None
     except Exception as e:
         raise errors.LoadObjectError(f"cannot load artifact {name!r} as {fmt}: {e!r}") from e
 

@@ -17,11 +17,14 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     ├── InvalidStateError (RuntimeError)
     │   └── InvalidTransition
     ├── LoadObjectError
+    │   └── UnsafeObjectError (also pickle.UnpicklingError)  carries .reference
     └── StoreError
         └── SchemaVersionError
 """
 
 from __future__ import annotations
+
+import pickle
 
 
 class TrackerError(Exception):
@@ -89,6 +92,16 @@ class InvalidTransition(InvalidStateError):
 
 class LoadObjectError(TrackerError):
     """An artifact could not be loaded back into a Python object."""
+
+
+class UnsafeObjectError(LoadObjectError, pickle.UnpicklingError):
+    """A pickle names code (a class or function outside the allow-list of data types in
+    :mod:`tracker.safe_pickle`) or holds a pandas/numpy structure that would read memory out
+    of bounds; read-only commands refuse it. ``reference`` is the ``module.name`` refused."""
+
+    def __init__(self, message: str, reference: str = "") -> None:
+        self.reference = reference
+        super().__init__(message)
 
 
 class StoreError(TrackerError):
