@@ -9,7 +9,9 @@ any store reads back, with full metric histories and artifacts checked by sha256
                                     "artifacts": [{"path", "size", "checksum", "mtime"}]}
     DIR/runs/<run_id>/artifacts/…  the artifact files at their manifest paths
 
-Metric values NaN/±inf are the strings "nan"/"inf"/"-inf" (JSON has no such numbers).
+Metric values NaN/±inf are the strings "nan"/"inf"/"-inf" (JSON has no such numbers). A
+bundle holds only plain files and directories: import refuses symbolic links and special
+files anywhere in it, which could make it read files from elsewhere on the importing machine.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import posixpath
 import re
 import shutil
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -98,7 +102,44 @@ def _decode(value: Any, where: str) -> float:
     raise BundleError(f"{where}: metric value {value!r} is not a number, 'nan', 'inf' or '-inf'")
 
 
-def _load_json(path: Path) -> Any:
+def _check_tree(bundle: Path) -> None:
+    """Refuse a bundle holding anything but plain files and directories, at any depth: a
+    symbolic link would make import read (and copy into the store) a file from elsewhere
+    on this machine, a FIFO would block it for ever."""
+
+    def fail(error: OSError) -> NoReturn:
+        raise BundleError(f"{error.filename}: {error.strerror}: cannot check the bundle")
+
+    for folder, dirs, files in os.walk(bundle, onerror=fail):
+        for name in dirs + files:
+            path = Path(folder, name)
+            try:
+                mode = path.lstat().st_mode
+            except OSError as e:
+                fail(e)
+            if stat.S_ISLNK(mode):
+                raise BundleError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}): a bundle holds only "
+                    "plain files and directories; nothing was imported"
+                )
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise BundleError(
+                    f"{path} is not a regular file or directory: a bundle holds only plain "
+                    "files and directories; nothing was imported"
+                )
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` is a regular file that resolves to a place inside ``root``."""
+    return (
+        not path.is_symlink() and path.is_file() and path.resolve().is_relative_to(root.resolve())
+    )
+
+
+def _load_json(path: Path, bundle: Path) -> Any:
+    if path.exists() and not _inside(bundle, path):
+        # Checked by _check_tree already; again here, where the file is read.
+        raise BundleError(f"{path} is not a plain file inside the bundle {bundle}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -254,7 +295,7 @@ def _parse_run(bundle: Path, run_id: str) -> RunDoc:
 
     folder = bundle / "runs" / run_id
     where = str(folder / "run.json")
-    doc = _load_json(folder / "run.json")
+    doc = _load_json(folder / "run.json", bundle)
     raw = _get(doc, "info", dict, where)
     try:
         info = RunInfo(
@@ -310,7 +351,8 @@ def read_bundle(bundle: Path) -> list[RunDoc]:
     """Every run of a bundle, fully checked (JSON and structure) before anything is written."""
     if not bundle.is_dir():
         raise BundleError(f"{bundle} is not a directory (expected a bundle from tracker export)")
-    head = _load_json(bundle / "bundle.json")
+    _check_tree(bundle)
+    head = _load_json(bundle / "bundle.json", bundle)
     where = str(bundle / "bundle.json")
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise BundleError(f"{where}: not a tracker bundle (format is not {FORMAT!r})")
@@ -334,11 +376,10 @@ def read_bundle(bundle: Path) -> list[RunDoc]:
 
 def verify_files(doc: RunDoc) -> None:
     """Every artifact file is present, inside the bundle and matches its size and sha256."""
-    root = (doc.folder / "artifacts").resolve()
     for entry in doc.artifacts:
         path = doc.file(entry)
-        # No symlinks: a bundle must not make import upload files from elsewhere on this disk.
-        if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(root):
+        # _check_tree refused links already; again here, where the file is read.
+        if not _inside(doc.folder / "artifacts", path):
             raise BundleError(f"artifact {entry.path!r} of run {doc.info.run_id}: no file {path}")
         size, checksum = _sha256(path)
         if (size, checksum) != (entry.size, entry.checksum):

@@ -3,7 +3,9 @@ against real stores."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -457,3 +459,60 @@ def test_output_is_plain_without_a_terminal(store):
     ok(invoke(store.path, "rm", "-y", store.r1))
     out = ok(invoke(store.path, "gc", "-n")).stdout + ok(invoke(store.path, "reap", "-n")).stdout
     assert "\x1b[" not in out and store.r1[:12] in out
+
+
+def _outside(bundle: Path, inner: Path) -> Path:
+    """Move ``inner`` out of the bundle and leave a symlink to it in its place: the bytes
+    (and so every checksum) are unchanged, only where they live is not the bundle."""
+    away = bundle.parent / "elsewhere" / inner.name
+    away.parent.mkdir(exist_ok=True)
+    inner.rename(away)
+    inner.symlink_to(away, target_is_directory=away.is_dir())
+    return away
+
+
+SECRET = b"password=hunter2\n"
+
+
+def _secret_file(bundle: Path, run_id: str) -> Path:
+    """An artifact replaced by a link to a file outside the bundle, its manifest entry
+    rewritten to match that file, as someone who knows the file's contents would."""
+    secret = bundle.parent / "secret.txt"
+    secret.write_bytes(SECRET)
+    link = bundle / "runs" / run_id / "artifacts" / "pred.pkl"
+    link.unlink()
+    link.symlink_to(secret)
+    entry = {"size": len(SECRET), "checksum": "sha256:" + hashlib.sha256(SECRET).hexdigest()}
+    edit_json(
+        bundle / "runs" / run_id / "run.json",
+        lambda d: next(a for a in d["artifacts"] if a["path"] == "pred.pkl").update(entry),
+    )
+    return link
+
+
+@pytest.mark.parametrize(
+    ("plant", "named"),
+    [
+        (lambda b, r: _outside(b, b / "runs" / r / "artifacts"), "runs/{r}/artifacts"),
+        (lambda b, r: _outside(b, b / "runs" / r / "artifacts" / "sub"), "artifacts/sub"),
+        (lambda b, r: _outside(b, b / "runs" / r), "runs/{r}"),
+        (lambda b, r: _outside(b, b / "runs" / r / "run.json"), "runs/{r}/run.json"),
+        (_secret_file, "artifacts/pred.pkl"),
+    ],
+    ids=["artifacts-dir", "sub-dir", "run-dir", "run-json", "file-to-a-secret"],
+)
+def test_a_bundle_with_a_symlink_imports_nothing(store, exported, tmp_path, plant, named):
+    plant(exported, store.r1)
+    fresh = tmp_path / "fresh"
+    result = failed(invoke(fresh, "import", str(exported)), 1, "symbolic link")
+    assert named.format(r=store.r1) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not fresh.exists()  # refused before the store was even opened
+
+
+def test_a_bundle_with_a_fifo_imports_nothing(store, exported, tmp_path):
+    fifo = exported / "runs" / store.r1 / "artifacts" / "pred.pkl"
+    fifo.unlink()
+    os.mkfifo(fifo)  # reading it would block for ever
+    result = failed(invoke(tmp_path / "fresh", "import", str(exported)), 1, "not a regular file")
+    assert "pred.pkl" in result.stderr and not (tmp_path / "fresh").exists()
