@@ -391,17 +391,17 @@ def verify_files(doc: RunDoc) -> None:
 
 
 def import_run(manager: ExpManager, doc: RunDoc) -> bool:
-    """Create the run with its original id and contents; False if that id exists already
-    (see :func:`tracker.migrate.write_run`)."""
+    """Create the run with its original id and contents; False if a complete run has that
+    id already (see :func:`tracker.migrate.write_run`)."""
     from tracker.migrate import write_run
 
-    def put(info: RunInfo) -> list[ArtifactEntry]:
+    def put(info: RunInfo) -> Iterator[ArtifactEntry]:
         for entry in doc.artifacts:
             folder = posixpath.dirname(entry.path) or None
             stored = manager.artifacts.put_file(info.artifact_prefix, str(doc.file(entry)), folder)
             if (stored.path, stored.checksum) != (entry.path, entry.checksum):
                 raise BundleError(f"artifact {entry.path!r} changed while it was imported")
-        return list(doc.artifacts)  # the source's manifest as it was, mtimes included
+            yield entry  # the source's manifest as it was, mtimes included
 
     exp = manager.get_or_create_experiment(doc.experiment)
     written = write_run(
@@ -418,15 +418,20 @@ def import_(obj: Context, bundle: Path, as_json: bool) -> None:
     """Read a bundle written by `tracker export` into this store, keeping run ids.
 
     Runs keep their status, times and soft deletion; experiments are found or created by
-    name. Runs whose id is already in the store are
-    skipped, so importing twice adds nothing. The whole bundle (JSON and every artifact's
-    sha256) is checked before anything is written; a damaged bundle imports nothing.
+    name. Runs whose id is already in the store are skipped, so importing twice adds
+    nothing. The whole bundle (JSON and every artifact's sha256) is checked before anything
+    is written; a damaged bundle imports nothing. Each run is written all or nothing: one
+    an import killed half-way left (SCHEDULED, host "… (importing)") is written again.
     An explicit --uri naming a store that does not exist yet creates it."""
+    # Imported here, as the other heavy modules are: every `tracker` start-up would pay.
+    from tracker.migrate import import_state
+
     docs = read_bundle(bundle)
     manager, own = _store(obj)
     try:
         with _os_errors():
-            todo = [d for d in docs if not manager.has_run(d.info.run_id)]
+            states = {d.info.run_id: import_state(manager, d.info.run_id) for d in docs}
+            todo = [d for d in docs if states[d.info.run_id] in ("absent", "abandoned")]
             for doc in _progress(todo, "Checking"):
                 verify_files(doc)
             imported = [d for d in _progress(todo, "Importing") if import_run(manager, d)]
@@ -437,8 +442,14 @@ def import_(obj: Context, bundle: Path, as_json: bool) -> None:
     ids = {
         "imported": [d.info.run_id for d in imported],
         "skipped": [d.info.run_id for d in docs if d.info.run_id not in done],
+        "replaced": [r for r in done if states[r] == "abandoned"],
     }
+    for run_id, state in states.items():
+        if state == "importing":
+            click.echo(f"warning: run {run_id} is being imported by another process", err=True)
     head = f"Imported {len(done)} run(s), skipped {len(ids['skipped'])} already in the store"
+    if ids["replaced"]:
+        head += f", wrote {len(ids['replaced'])} again that an interrupted import had left"
     points = sum(len(d.metrics) for d in imported)
     _summary(head, ids, points, [e.size for d in imported for e in d.artifacts], as_json)
 

@@ -79,7 +79,8 @@ def import_mlflow(
     (sqlite:///mlflow.db, postgresql://…); it is read directly, without mlflow, and never
     changed. Experiments, runs, statuses, times, params, tags (mlflow.* ones included), full
     metric histories and artifacts are copied. Runs already here are skipped, so importing
-    twice adds nothing; every run is checked before anything is written."""
+    twice adds nothing. Every run is checked before anything is written, and written all
+    or nothing (one an interrupted import left is written again)."""
     from tracker.migrate import import_runs, open_mlflow_source
 
     src = open_mlflow_source(source)
@@ -102,6 +103,8 @@ def import_mlflow(
                 manager.close()
     finally:
         src.close()
+    for run_id in summary.in_progress:
+        click.echo(f"warning: run {run_id} is being imported by another process", err=True)
     for skip in summary.artifacts_skipped:
         what = f"artifact {skip['path']!r}" if skip["path"] else "artifacts"
         click.echo(f"warning: run {skip['run_id']}: {what} not copied: {skip['reason']}", err=True)
@@ -109,6 +112,8 @@ def import_mlflow(
         emit_json(summary.as_dict())
         return
     left = f", left out {len(summary.excluded)} deleted or unselected" if summary.excluded else ""
+    if summary.replaced:
+        left += f", wrote {len(summary.replaced)} again that an interrupted import had left"
     click.echo(
         f"Imported {len(summary.imported)} run(s) into {len(summary.experiments)} "
         f"experiment(s), skipped {len(summary.skipped)} already in the store{left}: "

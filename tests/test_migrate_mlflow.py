@@ -491,3 +491,56 @@ def test_bundle_forms_still_work(tmp_path):
     helps = ok(invoke(tmp_path / "src", "import", "--help")).stdout
     assert "BUNDLE" in helps and "mlflow" in helps
     assert invoke(tmp_path / "src", "export").exit_code == 2
+
+
+@pytest.mark.slow
+def test_an_mlflow_import_killed_half_way_is_written_again(tmp_path, monkeypatch):
+    import signal
+    import sqlite3
+    import time
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlruns = tmp_path / "mlruns"
+    client = MlflowClient(f"file:{mlruns}")
+    exp = client.create_experiment("big", artifact_location=str(tmp_path / "art"))
+    files = tmp_path / "files"
+    files.mkdir()
+    for i in range(6):
+        (files / f"f{i}.bin").write_bytes(os.urandom(1 << 20))
+    order = []
+    for r in range(3):
+        rid = client.create_run(exp, start_time=T0 + r, run_name=f"r{r}").info.run_id
+        client.log_param(rid, "r", str(r))
+        client.log_artifacts(rid, str(files), "out")
+        client.set_terminated(rid, "FINISHED", end_time=T0 + 10)
+        (metrics,) = mlruns.glob(f"*/{rid}/metrics")  # a long history, as MLflow writes it
+        lines = (f"{T0 + s} {s * 0.5 + r} {s}\n" for s in range(20_000))
+        (metrics / "loss").write_text("".join(lines))
+        order.append(rid)
+    dst = tmp_path / "n"
+    tracker.connect(dst)
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from cli.main import cli; cli(sys.argv[1:])"]
+        + ["--uri", str(dst), "import", "mlflow", str(mlruns)],
+        cwd=Path(__file__).parents[1],
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(f"file:{dst / 'tracker.db'}?mode=ro", uri=True, timeout=30) as db:
+            if db.execute("SELECT 1 FROM runs WHERE id = ?", (order[1],)).fetchone():
+                break
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    m = tracker.connect(dst)
+    assert m.get_run_info(order[1]).status is RunStatus.SCHEDULED  # not taken for finished
+
+    data = json.loads(ok(invoke(dst, "import", "mlflow", str(mlruns), "--json")).stdout)
+    assert data["skipped"] == order[:1] and data["replaced"] == order[1:2]
+    assert data["imported"] == order[1:]
+    source = Source(
+        str(mlruns), f"file:{mlruns}", {f"r{i}": r for i, r in enumerate(order)}, "files"
+    )
+    assert assert_imported(source, m, tmp_path / "check", deleted=False) == 3
