@@ -3,7 +3,8 @@ any store reads back, with full metric histories and artifacts checked by sha256
 
     DIR/bundle.json                {"format": "tracker-bundle", "version": 1, "created": …,
                                     "tracker_version": …, "runs": [run ids]}
-    DIR/runs/<run_id>/run.json     {"experiment": {"name"}, "info": {every RunInfo field},
+    DIR/runs/<run_id>/run.json     {"experiment": {"name", "lifecycle"}, "info": {every
+                                    RunInfo field},
                                     "params": {…}, "tags": {…},
                                     "metrics": {key: [[step, timestamp, value], …]},
                                     "artifacts": [{"path", "size", "checksum", "mtime"}]}
@@ -12,6 +13,7 @@ any store reads back, with full metric histories and artifacts checked by sha256
 Metric values NaN/±inf are the strings "nan"/"inf"/"-inf" (JSON has no such numbers). A
 bundle holds only plain files and directories: import refuses symbolic links and special
 files anywhere in it, which could make it read files from elsewhere on the importing machine.
+The experiment's "lifecycle" came after the first bundles; without it, "active" is meant.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -38,14 +40,21 @@ import tracker
 from cli.context import Context
 from cli.output import emit_json, fmt_bytes
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
-from tracker.errors import ConfigError, InvalidInputError
+from tracker.errors import ConfigError, ExperimentNotFound, InvalidInputError
 from tracker.manager import ExpManager
 from tracker.validation import check_key, check_name, text_items
+
+if TYPE_CHECKING:
+    from tracker.migrate import ExperimentsByName
 
 T = TypeVar("T")
 FORMAT, VERSION = "tracker-bundle", 1
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _NON_FINITE = {"nan", "inf", "-inf"}
+INCLUDE_DELETED = (
+    "With --experiment, also its deleted runs; NAME may then be a deleted experiment "
+    "(exported as deleted)."
+)
 
 
 class BundleError(InvalidInputError):
@@ -57,6 +66,7 @@ class RunDoc:
     """One run of a bundle, checked and decoded."""
 
     experiment: str
+    experiment_deleted: bool
     info: RunInfo
     params: dict[str, str]
     tags: dict[str, str]
@@ -162,8 +172,9 @@ def run_document(manager: ExpManager, info: RunInfo) -> dict[str, Any]:
     """Everything about a run except its files, as JSON-ready data."""
     data = manager.get_runs_data([info.run_id]).get(info.run_id)
     keys = sorted(data.metrics) if data else []
+    exp = manager.get_experiment(info.experiment_id)
     return {
-        "experiment": {"name": manager.get_experiment(info.experiment_id).name},
+        "experiment": {"name": exp.name, "lifecycle": exp.lifecycle.value},
         "info": {**asdict(info), "status": info.status.value, "lifecycle": info.lifecycle.value},
         "params": data.params if data else {},
         "tags": data.tags if data else {},
@@ -211,7 +222,7 @@ def _export_run(manager: ExpManager, info: RunInfo, folder: Path) -> dict[str, A
     help="Bundle directory to write; must be new or empty unless --force.",
 )
 @click.option("--experiment", "-e", metavar="NAME", help="Export every run of this experiment.")
-@click.option("--include-deleted", is_flag=True, help="With --experiment, also its deleted runs.")
+@click.option("--include-deleted", is_flag=True, help=INCLUDE_DELETED)
 @click.option(
     "--force",
     is_flag=True,
@@ -238,12 +249,7 @@ def export(
     if out.exists() and any(out.iterdir()) and not force:
         raise click.BadParameter(f"{out} is not empty (use --force)", param_hint="'--output'")
     manager = obj.manager
-    infos = {i.run_id: i for i in (obj.run(ref, manager) for ref in runs)}
-    if experiment:
-        exp = manager.get_experiment_by_name(experiment)
-        view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-        found = manager.search_run_infos([exp.experiment_id], view=view)
-        infos.update({i.run_id: i for i in found})
+    infos = select_runs(obj, manager, runs, experiment, include_deleted)
     docs = []
     with _os_errors():
         out.mkdir(parents=True, exist_ok=True)
@@ -262,6 +268,41 @@ def export(
     points = sum(len(v) for d in docs for v in d["metrics"].values())
     sizes = [a["size"] for d in docs for a in d["artifacts"]]
     _summary(f"Exported {len(docs)} run(s) to {out}", {"runs": list(infos)}, points, sizes, as_json)
+
+
+def select_runs(
+    obj: Context,
+    manager: ExpManager,
+    refs: Sequence[str],
+    experiment: str | None,
+    include_deleted: bool,
+) -> dict[str, RunInfo]:
+    """The runs named by ``refs``, and those of ``experiment`` (its deleted runs too with
+    ``include_deleted``, which also reaches a deleted experiment of that name), by id."""
+    infos = {i.run_id: i for i in (obj.run(ref, manager) for ref in refs)}
+    if experiment:
+        view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
+        for exp_id in _experiment_ids(manager, experiment, include_deleted):
+            infos.update({i.run_id: i for i in manager.search_run_infos([exp_id], view=view)})
+    return infos
+
+
+def _experiment_ids(manager: ExpManager, name: str, include_deleted: bool) -> list[str]:
+    active = manager.find_experiment(name)
+    if active is not None:
+        return [active.experiment_id]
+    gone = [
+        e.experiment_id
+        for e in manager.list_experiment_infos(ViewType.DELETED_ONLY)
+        if e.name == name
+    ]
+    if not gone:
+        return [manager.get_experiment_by_name(name).experiment_id]  # raises, naming others
+    if not include_deleted:
+        raise ExperimentNotFound(
+            f"experiment {name!r} is deleted: add --include-deleted to export it (as deleted)"
+        )
+    return gone
 
 
 def _summary(
@@ -332,8 +373,10 @@ def _parse_run(bundle: Path, run_id: str) -> RunDoc:
                 raise BundleError(f"{where}: artifact {path!r} has no sha256 checksum")
             size, mtime = _get(entry, "size", int, where), entry.get("mtime", 0)
             artifacts.append(ArtifactEntry(path, size, checksum, int(mtime or 0)))
+        exp = _get(doc, "experiment", dict, where)
         return RunDoc(
-            experiment=check_name(_get(doc, "experiment", dict, where).get("name"), "experiment"),
+            experiment=check_name(exp.get("name"), "experiment"),
+            experiment_deleted=Lifecycle(exp.get("lifecycle", "active")) is Lifecycle.DELETED,
             info=info,
             params=text_items(_get(doc, "params", dict, where), "param"),
             tags=text_items(_get(doc, "tags", dict, where), "tag"),
@@ -390,7 +433,7 @@ def verify_files(doc: RunDoc) -> None:
             )
 
 
-def import_run(manager: ExpManager, doc: RunDoc) -> bool:
+def import_run(manager: ExpManager, doc: RunDoc, exps: ExperimentsByName) -> bool:
     """Create the run with its original id and contents; False if a complete run has that
     id already (see :func:`tracker.migrate.write_run`)."""
     from tracker.migrate import write_run
@@ -403,10 +446,8 @@ def import_run(manager: ExpManager, doc: RunDoc) -> bool:
                 raise BundleError(f"artifact {entry.path!r} changed while it was imported")
             yield entry  # the source's manifest as it was, mtimes included
 
-    exp = manager.get_or_create_experiment(doc.experiment)
-    written = write_run(
-        manager, exp.experiment_id, doc.info, doc.params, doc.tags, doc.metrics, put
-    )
+    exp_id = exps.id_for(doc.experiment, doc.experiment_deleted)
+    written = write_run(manager, exp_id, doc.info, doc.params, doc.tags, doc.metrics, put)
     return written is not None
 
 
@@ -424,7 +465,7 @@ def import_(obj: Context, bundle: Path, as_json: bool) -> None:
     an import killed half-way left (SCHEDULED, host "… (importing)") is written again.
     An explicit --uri naming a store that does not exist yet creates it."""
     # Imported here, as the other heavy modules are: every `tracker` start-up would pay.
-    from tracker.migrate import import_state
+    from tracker.migrate import ExperimentsByName, import_state
 
     docs = read_bundle(bundle)
     manager, own = _store(obj)
@@ -434,7 +475,8 @@ def import_(obj: Context, bundle: Path, as_json: bool) -> None:
             todo = [d for d in docs if states[d.info.run_id] in ("absent", "abandoned")]
             for doc in _progress(todo, "Checking"):
                 verify_files(doc)
-            imported = [d for d in _progress(todo, "Importing") if import_run(manager, d)]
+            with ExperimentsByName(manager) as exps:
+                imported = [d for d in _progress(todo, "Importing") if import_run(manager, d, exps)]
     finally:
         if own:
             manager.close()

@@ -336,6 +336,19 @@ def test_import_into_postgres(store, tmp_path, pg_uri):
         assert snapshot(dst, run_id) == snapshot(src, run_id)
 
 
+def test_a_deleted_experiment_exports_and_imports_as_deleted(store, tmp_path):
+    ok(invoke(store.path, "rm", "-y", "-e", "B"))
+    out = tmp_path / "bundle"
+    failed(invoke(store.path, "export", "-e", "B", "-o", str(out)), 1, "--include-deleted")
+    ok(invoke(store.path, "export", "-e", "B", "--include-deleted", "-o", str(out)))
+    fresh = tmp_path / "fresh"
+    ok(invoke(fresh, "import", str(out)))
+    m = tracker.connect(fresh)
+    assert snapshot(m, store.b1) == snapshot(store.manager, store.b1)
+    assert m.get_experiment(m.get_run_info(store.b1).experiment_id).lifecycle is Lifecycle.DELETED
+    assert m.find_experiment("B") is None
+
+
 def test_export_refuses_a_non_empty_directory(store, tmp_path):
     out = tmp_path / "bundle"
     out.mkdir()

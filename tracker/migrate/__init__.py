@@ -3,8 +3,9 @@
 A reader turns a source into :class:`SourceRun` objects: :mod:`tracker.migrate.mlflow_files`
 reads an MLflow file store (``mlruns``) from its files, :mod:`tracker.migrate.mlflow_sql` an
 MLflow SQLite/PostgreSQL database with plain SQL; neither imports mlflow. :func:`import_runs`
-writes them, the same way for both: run ids are kept (so importing twice adds nothing),
-experiments are found or created by name, and each run is written all or nothing
+writes them, the same way for both: run ids are kept (so importing twice adds nothing), a run
+that tracker exported to MLflow comes back under its own id (so a round trip adds nothing
+either), experiments are found or created by name, and each run is written all or nothing
 (:mod:`tracker.migrate.write`).
 """
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from tracker.migrate.files import ArtifactPlan
 
 Progress = Callable[[Sequence[Any], str], Iterable[Any]]
-#: Set on runs whose MLflow id is not 32 hex digits (they get a stable id derived from it).
+#: On a run tracker exported to MLflow: its id here. On a run imported from MLflow whose id
+#: is not 32 hex digits: that id (the run gets a stable id derived from it).
 SOURCE_ID_TAG = "tracker.source_run_id"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -61,11 +63,15 @@ class SourceRun:
     load: Callable[[], RunContent] = field(repr=False, compare=False)
     artifact_uris: tuple[str, ...] = ()  # where its files may be, tried in order
     experiment_deleted: bool = False
+    source_id: str | None = None  # its SOURCE_ID_TAG: the tracker run it was exported from
 
     @property
     def target_id(self) -> str:
-        """The id in our store: the source's when it is one of ours (MLflow's are), else a
-        stable id derived from it, so that a second import still finds it."""
+        """The id in our store: the tracker run it was exported from, if any (it comes
+        home); else the source's own when it has our form (MLflow's have); else a stable id
+        derived from it. Either way a second import finds it."""
+        if self.source_id is not None and _RUN_ID.fullmatch(self.source_id):
+            return self.source_id
         rid = self.run_id.lower()
         if _RUN_ID.fullmatch(rid):
             return rid
@@ -170,7 +176,7 @@ def import_runs(
     for run in bar(todo, "Checking"):
         _checked(run, run.load())
         plans[run.run_id] = locate(run.artifact_uris)
-    with _Experiments(manager) as exps:
+    with ExperimentsByName(manager) as exps:
         for run in bar(todo, "Importing"):
             plan = plans[run.run_id]
             # Read again rather than kept from the check: years of mlruns need not fit in memory.
@@ -207,7 +213,9 @@ def _checked(run: SourceRun, content: RunContent) -> RunContent:
         check_name(run.experiment, "experiment name")
         check_name(run.name, "run name")
         tags = text_items(content.tags, "tag")
-        if not _RUN_ID.fullmatch(run.run_id.lower()):
+        if run.target_id == run.source_id:
+            tags.pop(SOURCE_ID_TAG, None)  # back home: the tag would name the run itself
+        elif not _RUN_ID.fullmatch(run.run_id.lower()):
             tags[SOURCE_ID_TAG] = run.run_id
         for metric in content.metrics:
             check_key(metric.key, "metric key")
@@ -234,7 +242,7 @@ def _write_run(
     return write_run(manager, exp_id, info, content.params, content.tags, content.metrics, put)
 
 
-class _Experiments:
+class ExperimentsByName:
     """Experiment ids by name. A deleted source experiment gets a deleted experiment of the
     same name here: one an earlier import left (restored while runs go in), else a new one;
     if an active experiment has the name, the runs go there, deleted like their source."""
@@ -244,7 +252,7 @@ class _Experiments:
         self.ids: dict[tuple[str, bool], str] = {}
         self.to_delete: list[str] = []
 
-    def __enter__(self) -> _Experiments:
+    def __enter__(self) -> ExperimentsByName:
         return self
 
     def __exit__(self, *exc: object) -> None:
