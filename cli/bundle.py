@@ -3,13 +3,17 @@ any store reads back, with full metric histories and artifacts checked by sha256
 
     DIR/bundle.json                {"format": "tracker-bundle", "version": 1, "created": …,
                                     "tracker_version": …, "runs": [run ids]}
-    DIR/runs/<run_id>/run.json     {"experiment": {"name"}, "info": {every RunInfo field},
+    DIR/runs/<run_id>/run.json     {"experiment": {"name", "lifecycle"}, "info": {every
+                                    RunInfo field},
                                     "params": {…}, "tags": {…},
                                     "metrics": {key: [[step, timestamp, value], …]},
                                     "artifacts": [{"path", "size", "checksum", "mtime"}]}
     DIR/runs/<run_id>/artifacts/…  the artifact files at their manifest paths
 
-Metric values NaN/±inf are the strings "nan"/"inf"/"-inf" (JSON has no such numbers).
+Metric values NaN/±inf are the strings "nan"/"inf"/"-inf" (JSON has no such numbers). A
+bundle holds only plain files and directories: import refuses symbolic links and special
+files anywhere in it, which could make it read files from elsewhere on the importing machine.
+The experiment's "lifecycle" came after the first bundles; without it, "active" is meant.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import posixpath
 import re
 import shutil
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -34,14 +40,21 @@ import tracker
 from cli.context import Context
 from cli.output import emit_json, fmt_bytes
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
-from tracker.errors import ConfigError, InvalidInputError
+from tracker.errors import ConfigError, ExperimentNotFound, InvalidInputError
 from tracker.manager import ExpManager
 from tracker.validation import check_key, check_name, text_items
+
+if TYPE_CHECKING:
+    from tracker.migrate import ExperimentsByName
 
 T = TypeVar("T")
 FORMAT, VERSION = "tracker-bundle", 1
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _NON_FINITE = {"nan", "inf", "-inf"}
+INCLUDE_DELETED = (
+    "With --experiment, also its deleted runs; NAME may then be a deleted experiment "
+    "(exported as deleted)."
+)
 
 
 class BundleError(InvalidInputError):
@@ -53,6 +66,7 @@ class RunDoc:
     """One run of a bundle, checked and decoded."""
 
     experiment: str
+    experiment_deleted: bool
     info: RunInfo
     params: dict[str, str]
     tags: dict[str, str]
@@ -98,7 +112,44 @@ def _decode(value: Any, where: str) -> float:
     raise BundleError(f"{where}: metric value {value!r} is not a number, 'nan', 'inf' or '-inf'")
 
 
-def _load_json(path: Path) -> Any:
+def _check_tree(bundle: Path) -> None:
+    """Refuse a bundle holding anything but plain files and directories, at any depth: a
+    symbolic link would make import read (and copy into the store) a file from elsewhere
+    on this machine, a FIFO would block it for ever."""
+
+    def fail(error: OSError) -> NoReturn:
+        raise BundleError(f"{error.filename}: {error.strerror}: cannot check the bundle")
+
+    for folder, dirs, files in os.walk(bundle, onerror=fail):
+        for name in dirs + files:
+            path = Path(folder, name)
+            try:
+                mode = path.lstat().st_mode
+            except OSError as e:
+                fail(e)
+            if stat.S_ISLNK(mode):
+                raise BundleError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}): a bundle holds only "
+                    "plain files and directories; nothing was imported"
+                )
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise BundleError(
+                    f"{path} is not a regular file or directory: a bundle holds only plain "
+                    "files and directories; nothing was imported"
+                )
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` is a regular file that resolves to a place inside ``root``."""
+    return (
+        not path.is_symlink() and path.is_file() and path.resolve().is_relative_to(root.resolve())
+    )
+
+
+def _load_json(path: Path, bundle: Path) -> Any:
+    if path.exists() and not _inside(bundle, path):
+        # Checked by _check_tree already; again here, where the file is read.
+        raise BundleError(f"{path} is not a plain file inside the bundle {bundle}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -121,8 +172,9 @@ def run_document(manager: ExpManager, info: RunInfo) -> dict[str, Any]:
     """Everything about a run except its files, as JSON-ready data."""
     data = manager.get_runs_data([info.run_id]).get(info.run_id)
     keys = sorted(data.metrics) if data else []
+    exp = manager.get_experiment(info.experiment_id)
     return {
-        "experiment": {"name": manager.get_experiment(info.experiment_id).name},
+        "experiment": {"name": exp.name, "lifecycle": exp.lifecycle.value},
         "info": {**asdict(info), "status": info.status.value, "lifecycle": info.lifecycle.value},
         "params": data.params if data else {},
         "tags": data.tags if data else {},
@@ -170,7 +222,7 @@ def _export_run(manager: ExpManager, info: RunInfo, folder: Path) -> dict[str, A
     help="Bundle directory to write; must be new or empty unless --force.",
 )
 @click.option("--experiment", "-e", metavar="NAME", help="Export every run of this experiment.")
-@click.option("--include-deleted", is_flag=True, help="With --experiment, also its deleted runs.")
+@click.option("--include-deleted", is_flag=True, help=INCLUDE_DELETED)
 @click.option(
     "--force",
     is_flag=True,
@@ -197,12 +249,7 @@ def export(
     if out.exists() and any(out.iterdir()) and not force:
         raise click.BadParameter(f"{out} is not empty (use --force)", param_hint="'--output'")
     manager = obj.manager
-    infos = {i.run_id: i for i in (obj.run(ref, manager) for ref in runs)}
-    if experiment:
-        exp = manager.get_experiment_by_name(experiment)
-        view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-        found = manager.search_run_infos([exp.experiment_id], view=view)
-        infos.update({i.run_id: i for i in found})
+    infos = select_runs(obj, manager, runs, experiment, include_deleted)
     docs = []
     with _os_errors():
         out.mkdir(parents=True, exist_ok=True)
@@ -221,6 +268,41 @@ def export(
     points = sum(len(v) for d in docs for v in d["metrics"].values())
     sizes = [a["size"] for d in docs for a in d["artifacts"]]
     _summary(f"Exported {len(docs)} run(s) to {out}", {"runs": list(infos)}, points, sizes, as_json)
+
+
+def select_runs(
+    obj: Context,
+    manager: ExpManager,
+    refs: Sequence[str],
+    experiment: str | None,
+    include_deleted: bool,
+) -> dict[str, RunInfo]:
+    """The runs named by ``refs``, and those of ``experiment`` (its deleted runs too with
+    ``include_deleted``, which also reaches a deleted experiment of that name), by id."""
+    infos = {i.run_id: i for i in (obj.run(ref, manager) for ref in refs)}
+    if experiment:
+        view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
+        for exp_id in _experiment_ids(manager, experiment, include_deleted):
+            infos.update({i.run_id: i for i in manager.search_run_infos([exp_id], view=view)})
+    return infos
+
+
+def _experiment_ids(manager: ExpManager, name: str, include_deleted: bool) -> list[str]:
+    active = manager.find_experiment(name)
+    if active is not None:
+        return [active.experiment_id]
+    gone = [
+        e.experiment_id
+        for e in manager.list_experiment_infos(ViewType.DELETED_ONLY)
+        if e.name == name
+    ]
+    if not gone:
+        return [manager.get_experiment_by_name(name).experiment_id]  # raises, naming others
+    if not include_deleted:
+        raise ExperimentNotFound(
+            f"experiment {name!r} is deleted: add --include-deleted to export it (as deleted)"
+        )
+    return gone
 
 
 def _summary(
@@ -254,7 +336,7 @@ def _parse_run(bundle: Path, run_id: str) -> RunDoc:
 
     folder = bundle / "runs" / run_id
     where = str(folder / "run.json")
-    doc = _load_json(folder / "run.json")
+    doc = _load_json(folder / "run.json", bundle)
     raw = _get(doc, "info", dict, where)
     try:
         info = RunInfo(
@@ -291,8 +373,10 @@ def _parse_run(bundle: Path, run_id: str) -> RunDoc:
                 raise BundleError(f"{where}: artifact {path!r} has no sha256 checksum")
             size, mtime = _get(entry, "size", int, where), entry.get("mtime", 0)
             artifacts.append(ArtifactEntry(path, size, checksum, int(mtime or 0)))
+        exp = _get(doc, "experiment", dict, where)
         return RunDoc(
-            experiment=check_name(_get(doc, "experiment", dict, where).get("name"), "experiment"),
+            experiment=check_name(exp.get("name"), "experiment"),
+            experiment_deleted=Lifecycle(exp.get("lifecycle", "active")) is Lifecycle.DELETED,
             info=info,
             params=text_items(_get(doc, "params", dict, where), "param"),
             tags=text_items(_get(doc, "tags", dict, where), "tag"),
@@ -310,7 +394,8 @@ def read_bundle(bundle: Path) -> list[RunDoc]:
     """Every run of a bundle, fully checked (JSON and structure) before anything is written."""
     if not bundle.is_dir():
         raise BundleError(f"{bundle} is not a directory (expected a bundle from tracker export)")
-    head = _load_json(bundle / "bundle.json")
+    _check_tree(bundle)
+    head = _load_json(bundle / "bundle.json", bundle)
     where = str(bundle / "bundle.json")
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise BundleError(f"{where}: not a tracker bundle (format is not {FORMAT!r})")
@@ -334,11 +419,10 @@ def read_bundle(bundle: Path) -> list[RunDoc]:
 
 def verify_files(doc: RunDoc) -> None:
     """Every artifact file is present, inside the bundle and matches its size and sha256."""
-    root = (doc.folder / "artifacts").resolve()
     for entry in doc.artifacts:
         path = doc.file(entry)
-        # No symlinks: a bundle must not make import upload files from elsewhere on this disk.
-        if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(root):
+        # _check_tree refused links already; again here, where the file is read.
+        if not _inside(doc.folder / "artifacts", path):
             raise BundleError(f"artifact {entry.path!r} of run {doc.info.run_id}: no file {path}")
         size, checksum = _sha256(path)
         if (size, checksum) != (entry.size, entry.checksum):
@@ -349,23 +433,21 @@ def verify_files(doc: RunDoc) -> None:
             )
 
 
-def import_run(manager: ExpManager, doc: RunDoc) -> bool:
-    """Create the run with its original id and contents; False if that id exists already
-    (see :func:`tracker.migrate.write_run`)."""
+def import_run(manager: ExpManager, doc: RunDoc, exps: ExperimentsByName) -> bool:
+    """Create the run with its original id and contents; False if a complete run has that
+    id already (see :func:`tracker.migrate.write_run`)."""
     from tracker.migrate import write_run
 
-    def put(info: RunInfo) -> list[ArtifactEntry]:
+    def put(info: RunInfo) -> Iterator[ArtifactEntry]:
         for entry in doc.artifacts:
             folder = posixpath.dirname(entry.path) or None
             stored = manager.artifacts.put_file(info.artifact_prefix, str(doc.file(entry)), folder)
             if (stored.path, stored.checksum) != (entry.path, entry.checksum):
                 raise BundleError(f"artifact {entry.path!r} changed while it was imported")
-        return list(doc.artifacts)  # the source's manifest as it was, mtimes included
+            yield entry  # the source's manifest as it was, mtimes included
 
-    exp = manager.get_or_create_experiment(doc.experiment)
-    written = write_run(
-        manager, exp.experiment_id, doc.info, doc.params, doc.tags, doc.metrics, put
-    )
+    exp_id = exps.id_for(doc.experiment, doc.experiment_deleted)
+    written = write_run(manager, exp_id, doc.info, doc.params, doc.tags, doc.metrics, put)
     return written is not None
 
 
@@ -377,18 +459,24 @@ def import_(obj: Context, bundle: Path, as_json: bool) -> None:
     """Read a bundle written by `tracker export` into this store, keeping run ids.
 
     Runs keep their status, times and soft deletion; experiments are found or created by
-    name. Runs whose id is already in the store are
-    skipped, so importing twice adds nothing. The whole bundle (JSON and every artifact's
-    sha256) is checked before anything is written; a damaged bundle imports nothing.
+    name. Runs whose id is already in the store are skipped, so importing twice adds
+    nothing. The whole bundle (JSON and every artifact's sha256) is checked before anything
+    is written; a damaged bundle imports nothing. Each run is written all or nothing: one
+    an import killed half-way left (SCHEDULED, host "… (importing)") is written again.
     An explicit --uri naming a store that does not exist yet creates it."""
+    # Imported here, as the other heavy modules are: every `tracker` start-up would pay.
+    from tracker.migrate import ExperimentsByName, import_state
+
     docs = read_bundle(bundle)
     manager, own = _store(obj)
     try:
         with _os_errors():
-            todo = [d for d in docs if not manager.has_run(d.info.run_id)]
+            states = {d.info.run_id: import_state(manager, d.info.run_id) for d in docs}
+            todo = [d for d in docs if states[d.info.run_id] in ("absent", "abandoned")]
             for doc in _progress(todo, "Checking"):
                 verify_files(doc)
-            imported = [d for d in _progress(todo, "Importing") if import_run(manager, d)]
+            with ExperimentsByName(manager) as exps:
+                imported = [d for d in _progress(todo, "Importing") if import_run(manager, d, exps)]
     finally:
         if own:
             manager.close()
@@ -396,8 +484,14 @@ def import_(obj: Context, bundle: Path, as_json: bool) -> None:
     ids = {
         "imported": [d.info.run_id for d in imported],
         "skipped": [d.info.run_id for d in docs if d.info.run_id not in done],
+        "replaced": [r for r in done if states[r] == "abandoned"],
     }
+    for run_id, state in states.items():
+        if state == "importing":
+            click.echo(f"warning: run {run_id} is being imported by another process", err=True)
     head = f"Imported {len(done)} run(s), skipped {len(ids['skipped'])} already in the store"
+    if ids["replaced"]:
+        head += f", wrote {len(ids['replaced'])} again that an interrupted import had left"
     points = sum(len(d.metrics) for d in imported)
     _summary(head, ids, points, [e.size for d in imported for e in d.artifacts], as_json)
 

@@ -12,12 +12,11 @@ from typing import Any
 
 import click
 
-from cli.bundle import _os_errors, _progress, _store
+from cli.bundle import INCLUDE_DELETED, _os_errors, _progress, _store, select_runs
 from cli.bundle import export as export_bundle
 from cli.bundle import import_ as import_bundle
 from cli.context import Context
 from cli.output import emit_json, fmt_bytes
-from tracker.entities import RunInfo, ViewType
 from tracker.errors import ExperimentNotFound
 
 _FALLBACK = "_tracker_fallback_args"
@@ -79,7 +78,9 @@ def import_mlflow(
     (sqlite:///mlflow.db, postgresql://…); it is read directly, without mlflow, and never
     changed. Experiments, runs, statuses, times, params, tags (mlflow.* ones included), full
     metric histories and artifacts are copied. Runs already here are skipped, so importing
-    twice adds nothing; every run is checked before anything is written."""
+    twice adds nothing; a run `tracker export mlflow` wrote comes back under its own id, so
+    a round trip adds nothing either. Every run is checked before anything is written, and
+    written all or nothing (one an interrupted import left is written again)."""
     from tracker.migrate import import_runs, open_mlflow_source
 
     src = open_mlflow_source(source)
@@ -102,6 +103,8 @@ def import_mlflow(
                 manager.close()
     finally:
         src.close()
+    for run_id in summary.in_progress:
+        click.echo(f"warning: run {run_id} is being imported by another process", err=True)
     for skip in summary.artifacts_skipped:
         what = f"artifact {skip['path']!r}" if skip["path"] else "artifacts"
         click.echo(f"warning: run {skip['run_id']}: {what} not copied: {skip['reason']}", err=True)
@@ -109,6 +112,8 @@ def import_mlflow(
         emit_json(summary.as_dict())
         return
     left = f", left out {len(summary.excluded)} deleted or unselected" if summary.excluded else ""
+    if summary.replaced:
+        left += f", wrote {len(summary.replaced)} again that an interrupted import had left"
     click.echo(
         f"Imported {len(summary.imported)} run(s) into {len(summary.experiments)} "
         f"experiment(s), skipped {len(summary.skipped)} already in the store{left}: "
@@ -123,7 +128,7 @@ def import_mlflow(
 @click.command("mlflow")
 @click.argument("args", nargs=-1, required=True, metavar="[RUN]... DEST")
 @click.option("--experiment", "-e", metavar="NAME", help="Export every run of this experiment.")
-@click.option("--include-deleted", is_flag=True, help="With --experiment, also its deleted runs.")
+@click.option("--include-deleted", is_flag=True, help=INCLUDE_DELETED)
 @click.option(
     "--artifact-root",
     metavar="URL",
@@ -145,19 +150,16 @@ def export_mlflow(
     DEST is what MLflow's client takes: sqlite:///mlflow.db, postgresql://…, http://server,
     or a directory / file: URI (a file store). Experiments are found or created by name;
     runs get params, tags, full metric histories, status, times and artifacts, and the tag
-    tracker.source_run_id, by which a second export skips them. Needs the mlflow package."""
+    tracker.source_run_id, by which a second export skips them (as it skips runs imported
+    from DEST). Deleted runs and experiments (--include-deleted) arrive deleted. Needs the
+    mlflow package."""
     from tracker.migrate.mlflow_export import export_runs
 
     *runs, dest = args
     if not runs and not experiment:
         raise click.UsageError("give RUN arguments, --experiment NAME, or both, then DEST")
     manager = obj.manager
-    infos: dict[str, RunInfo] = {i.run_id: i for i in (obj.run(r, manager) for r in runs)}
-    if experiment:
-        exp = manager.get_experiment_by_name(experiment)
-        view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-        found = manager.search_run_infos([exp.experiment_id], view=view)
-        infos.update({i.run_id: i for i in found})
+    infos = select_runs(obj, manager, runs, experiment, include_deleted)
     with _os_errors():
         summary = export_runs(
             manager, list(infos.values()), dest, artifact_root=artifact_root, progress=_progress

@@ -3,7 +3,16 @@ against real stores."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tracker
-import tracker.migrate
+import tracker.migrate.write
 from cli.main import cli
 from tracker.entities import Lifecycle, Metric, RunStatus, ViewType
 from tracker.manager import now_ms
@@ -295,7 +304,7 @@ def test_export_import_round_trip(store, tmp_path, monkeypatch):
     assert [p[2] for p in doc["metrics"]["loss"]] == [1.0, "nan", "inf", "-inf", 0.5, 0.25]
     assert (out / "runs" / store.r1 / "artifacts" / "sub" / "x.json").is_file()
 
-    monkeypatch.setattr(tracker.migrate, "METRIC_CHUNK", 2)  # several log_batch calls per run
+    monkeypatch.setattr(tracker.migrate.write, "METRIC_CHUNK", 2)  # several log_batch calls per run
     fresh = tmp_path / "fresh"
     result = ok(invoke(fresh, "import", str(out)))
     assert "Imported 4 run(s), skipped 0" in result.stdout
@@ -325,6 +334,19 @@ def test_import_into_postgres(store, tmp_path, pg_uri):
     src, dst = store.manager, tracker.connect(pg_uri, art)
     for run_id in (store.r1, store.r2, store.b1):
         assert snapshot(dst, run_id) == snapshot(src, run_id)
+
+
+def test_a_deleted_experiment_exports_and_imports_as_deleted(store, tmp_path):
+    ok(invoke(store.path, "rm", "-y", "-e", "B"))
+    out = tmp_path / "bundle"
+    failed(invoke(store.path, "export", "-e", "B", "-o", str(out)), 1, "--include-deleted")
+    ok(invoke(store.path, "export", "-e", "B", "--include-deleted", "-o", str(out)))
+    fresh = tmp_path / "fresh"
+    ok(invoke(fresh, "import", str(out)))
+    m = tracker.connect(fresh)
+    assert snapshot(m, store.b1) == snapshot(store.manager, store.b1)
+    assert m.get_experiment(m.get_run_info(store.b1).experiment_id).lifecycle is Lifecycle.DELETED
+    assert m.find_experiment("B") is None
 
 
 def test_export_refuses_a_non_empty_directory(store, tmp_path):
@@ -457,3 +479,189 @@ def test_output_is_plain_without_a_terminal(store):
     ok(invoke(store.path, "rm", "-y", store.r1))
     out = ok(invoke(store.path, "gc", "-n")).stdout + ok(invoke(store.path, "reap", "-n")).stdout
     assert "\x1b[" not in out and store.r1[:12] in out
+
+
+def _outside(bundle: Path, inner: Path) -> Path:
+    """Move ``inner`` out of the bundle and leave a symlink to it in its place: the bytes
+    (and so every checksum) are unchanged, only where they live is not the bundle."""
+    away = bundle.parent / "elsewhere" / inner.name
+    away.parent.mkdir(exist_ok=True)
+    inner.rename(away)
+    inner.symlink_to(away, target_is_directory=away.is_dir())
+    return away
+
+
+SECRET = b"password=hunter2\n"
+
+
+def _secret_file(bundle: Path, run_id: str) -> Path:
+    """An artifact replaced by a link to a file outside the bundle, its manifest entry
+    rewritten to match that file, as someone who knows the file's contents would."""
+    secret = bundle.parent / "secret.txt"
+    secret.write_bytes(SECRET)
+    link = bundle / "runs" / run_id / "artifacts" / "pred.pkl"
+    link.unlink()
+    link.symlink_to(secret)
+    entry = {"size": len(SECRET), "checksum": "sha256:" + hashlib.sha256(SECRET).hexdigest()}
+    edit_json(
+        bundle / "runs" / run_id / "run.json",
+        lambda d: next(a for a in d["artifacts"] if a["path"] == "pred.pkl").update(entry),
+    )
+    return link
+
+
+@pytest.mark.parametrize(
+    ("plant", "named"),
+    [
+        (lambda b, r: _outside(b, b / "runs" / r / "artifacts"), "runs/{r}/artifacts"),
+        (lambda b, r: _outside(b, b / "runs" / r / "artifacts" / "sub"), "artifacts/sub"),
+        (lambda b, r: _outside(b, b / "runs" / r), "runs/{r}"),
+        (lambda b, r: _outside(b, b / "runs" / r / "run.json"), "runs/{r}/run.json"),
+        (_secret_file, "artifacts/pred.pkl"),
+    ],
+    ids=["artifacts-dir", "sub-dir", "run-dir", "run-json", "file-to-a-secret"],
+)
+def test_a_bundle_with_a_symlink_imports_nothing(store, exported, tmp_path, plant, named):
+    plant(exported, store.r1)
+    fresh = tmp_path / "fresh"
+    result = failed(invoke(fresh, "import", str(exported)), 1, "symbolic link")
+    assert named.format(r=store.r1) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not fresh.exists()  # refused before the store was even opened
+
+
+def test_a_bundle_with_a_fifo_imports_nothing(store, exported, tmp_path):
+    fifo = exported / "runs" / store.r1 / "artifacts" / "pred.pkl"
+    fifo.unlink()
+    os.mkfifo(fifo)  # reading it would block for ever
+    result = failed(invoke(tmp_path / "fresh", "import", str(exported)), 1, "not a regular file")
+    assert "pred.pkl" in result.stderr and not (tmp_path / "fresh").exists()
+
+
+# ---------------------------------------------------------------- import killed half-way
+
+IMPORT = "import sys; from cli.main import cli; cli(sys.argv[1:])"
+HOST = socket.gethostname()
+
+
+def big_store(path: Path, runs: int, points: int, files: int, file_size: int) -> list[str]:
+    """Runs of many metric points and artifact files: an import of them takes long enough
+    to be killed in the middle of one."""
+    m = tracker.connect(path)
+    exp = m.get_or_create_experiment("big").experiment_id
+    scratch = path / "scratch"
+    scratch.mkdir()
+    ids = []
+    for r in range(runs):
+        info = m.create_run(exp, f"r{r}", RunStatus.RUNNING)
+        points_ = [Metric(k, s * 0.5 + r, s, 1000 + s) for k in "abcd" for s in range(points // 4)]
+        m.log_batch(info.run_id, params={"r": str(r)}, metrics=points_, tags={"t": "x"})
+        entries = []
+        for f in range(files):
+            local = scratch / f"f{f}.bin"
+            local.write_bytes(os.urandom(file_size))
+            entries.append(m.artifacts.put_file(info.artifact_prefix, str(local), f"d{f % 3}"))
+        m.record_artifacts(info.run_id, entries)
+        m.update_run(info.run_id, status=RunStatus.FINISHED, end_time=now_ms())
+        ids.append(info.run_id)
+    return ids
+
+
+def run_state(db: Path, run_id: str) -> tuple[str, str] | None:
+    """(status, host) of a run, read straight from the SQLite file while an import writes."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as c:
+        row = c.execute("SELECT status, host FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else (row[0], row[1] or "")
+
+
+def start_import(dst: Path, bundle: Path, run_id: str) -> subprocess.Popen[bytes]:
+    """A `tracker import` in its own process, returned once it has begun writing ``run_id``."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", IMPORT, "--uri", str(dst), "import", str(bundle), "--json"],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while run_state(dst / "tracker.db", run_id) is None:
+        assert child.poll() is None, "the import ended before it was caught half-way"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    return child
+
+
+@pytest.mark.slow
+def test_an_import_killed_half_way_is_written_again(tmp_path):
+    src = tmp_path / "src"
+    ids = big_store(src, runs=3, points=40_000, files=6, file_size=1 << 20)
+    bundle = tmp_path / "bundle"
+    ok(invoke(src, "export", "-e", "big", "-o", str(bundle)))
+    order = json.loads((bundle / "bundle.json").read_text())["runs"]
+    dst = tmp_path / "dst"
+    tracker.connect(dst)  # the store exists, so the child does not spend its time creating it
+
+    child = start_import(dst, bundle, order[1])  # the second run has begun
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+
+    m = tracker.connect(dst)
+    partial = m.get_run_info(order[1])
+    assert partial.status is RunStatus.SCHEDULED and partial.host.endswith("(importing)")
+    listed = json.loads(ok(invoke(dst, "ls", "big", "--json")).stdout)
+    assert {r["run_id"]: r["status"] for r in listed}[order[1]] == "SCHEDULED"
+
+    data = json.loads(ok(invoke(dst, "import", str(bundle), "--json")).stdout)
+    assert data["skipped"] == [order[0]] and data["replaced"] == [order[1]]
+    assert data["imported"] == order[1:]
+    source = tracker.connect(src)
+    for run_id in ids:
+        assert snapshot(m, run_id) == snapshot(source, run_id)  # every point, checksum, byte
+    prefix = Path(m.artifacts.local_dir(m.get_run_info(order[1]).artifact_prefix))
+    stored = sorted(p.relative_to(prefix).as_posix() for p in prefix.rglob("*") if p.is_file())
+    assert stored == sorted(e.path for e in m.list_artifact_entries(order[1]))  # no strays
+
+
+@pytest.mark.slow
+def test_an_import_in_progress_in_another_process_is_left_to_it(tmp_path):
+    ids = big_store(tmp_path / "src", runs=2, points=20_000, files=6, file_size=1 << 20)
+    bundle, one = tmp_path / "bundle", tmp_path / "one"
+    ok(invoke(tmp_path / "src", "export", "-e", "big", "-o", str(bundle)))
+    order = json.loads((bundle / "bundle.json").read_text())["runs"]
+    ok(invoke(tmp_path / "src", "export", order[1], "-o", str(one)))
+    dst = tmp_path / "dst"
+    tracker.connect(dst)
+
+    child = start_import(dst, bundle, order[1])
+    child.send_signal(signal.SIGSTOP)  # alive, half-way through the run, and holding still
+    try:
+        assert run_state(dst / "tracker.db", order[1]) == ("SCHEDULED", f"{HOST} (importing)")
+        result = ok(invoke(dst, "import", str(one), "--json"))
+    finally:
+        child.send_signal(signal.SIGCONT)
+    assert json.loads(result.stdout)["skipped"] == [order[1]]
+    assert f"warning: run {order[1]} is being imported by another process" in result.stderr
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 0
+    assert json.loads(out)["imported"] == order  # its run was left to it
+    m, source = tracker.connect(dst), tracker.connect(tmp_path / "src")
+    for run_id in ids:
+        assert snapshot(m, run_id) == snapshot(source, run_id)
+
+
+def test_a_partial_import_from_another_machine_is_replaced_once_unheard_of(
+    store, exported, tmp_path
+):
+    fresh = tmp_path / "fresh"
+    m = tracker.connect(fresh)
+    exp = m.create_experiment("A").experiment_id
+    # What an import killed on another machine leaves (see tracker.migrate.write).
+    m.create_run(exp, "r1", pid=1, host="elsewhere (importing)", run_id=store.r1)
+    m.update_run(store.r1, status=RunStatus.SCHEDULED)
+    result = ok(invoke(fresh, "import", str(exported), "--json"))
+    assert json.loads(result.stdout)["skipped"] == [store.r1]
+    assert "being imported by another process" in result.stderr
+    assert m.get_run_info(store.r1).status is RunStatus.SCHEDULED
+
+    m.update_run(store.r1, heartbeat=now_ms() - int(tracker.migrate.write.STALE_AFTER * 1000) - 1)
+    data = json.loads(ok(invoke(fresh, "import", str(exported), "--json")).stdout)
+    assert data["imported"] == data["replaced"] == [store.r1]
+    assert snapshot(m, store.r1) == snapshot(store.manager, store.r1)

@@ -409,6 +409,30 @@ def native_store(path: Path) -> tracker.ExpManager:
     return m
 
 
+def same_run(
+    m: tracker.ExpManager, m2: tracker.ExpManager, rid: str, extra: dict[str, str]
+) -> None:
+    """Run ``rid`` holds the same in both stores; ``m2``'s has the tags ``extra`` on top."""
+    a, b = m.get_run_info(rid), m2.get_run_info(rid)
+    assert (b.name, b.status, b.lifecycle, b.start_time, b.end_time) == (
+        a.name,
+        a.status,
+        a.lifecycle,
+        a.start_time,
+        a.end_time,
+    )
+    assert m.get_experiment(a.experiment_id).name == m2.get_experiment(b.experiment_id).name
+    da, db = m.get_runs_data([rid])[rid], m2.get_runs_data([rid])[rid]
+    assert da.params == db.params
+    assert db.tags == {**da.tags, **extra}
+    assert set(da.metrics) == set(db.metrics)
+    for key in da.metrics:
+        assert same_points(
+            points(m.get_metric_history(rid, key)), points(m2.get_metric_history(rid, key))
+        ), key
+    assert native_files(m, rid) == native_files(m2, rid)
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "dir"])
 def test_round_trip_native_mlflow_native(kind, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -422,35 +446,82 @@ def test_round_trip_native_mlflow_native(kind, tmp_path, monkeypatch):
     again = json.loads(ok(invoke(src, *args)).stdout)
     assert again["exported"] == {} and again["skipped"] == data["exported"]
 
+    # Into the store they came from: they are there already, nothing is added.
+    home = json.loads(ok(invoke(src, "import", "mlflow", dest, "--json")).stdout)
+    assert home["imported"] == [] and set(home["skipped"]) == set(data["exported"].values())
+    assert {i.run_id for i in m.search_run_infos(view=ViewType.ALL)} == ours
+
+    # Into a new store: every run comes back under its own id, as it was.
     back = tmp_path / "back"
     ok(invoke(back, "import", "mlflow", dest))
     m2 = tracker.connect(back)
-    copies = {
-        m2.get_runs_data([i.run_id])[i.run_id].tags["tracker.source_run_id"]: i
-        for i in m2.search_run_infos()
-    }
-    assert set(copies) == ours
+    assert {i.run_id for i in m2.search_run_infos(view=ViewType.ALL)} == ours
     for rid in ours:
-        a, b = m.get_run_info(rid), copies[rid]
-        assert b.run_id == data["exported"][rid]
-        assert (b.name, b.status, b.start_time, b.end_time) == (
-            a.name,
-            a.status,
-            a.start_time,
-            a.end_time,
-        )
-        assert m.get_experiment(a.experiment_id).name == m2.get_experiment(b.experiment_id).name
-        da, db = m.get_runs_data([rid])[rid], m2.get_runs_data([b.run_id])[b.run_id]
-        assert da.params == db.params
-        assert db.tags == {**da.tags, "mlflow.runName": a.name, "tracker.source_run_id": rid}
-        assert set(da.metrics) == set(db.metrics)
-        for key in da.metrics:
-            assert same_points(
-                points(m.get_metric_history(rid, key)), points(m2.get_metric_history(b.run_id, key))
-            ), key
-        assert native_files(m, rid) == native_files(m2, b.run_id)
+        same_run(m, m2, rid, {"mlflow.runName": m.get_run_info(rid).name})
+    # ... so that exporting from there, or importing again, adds nothing either.
+    again = json.loads(ok(invoke(back, *args)).stdout)
+    assert again["exported"] == {} and again["skipped"] == data["exported"]
+    twice = json.loads(ok(invoke(back, "import", "mlflow", dest, "--json")).stdout)
+    assert twice["imported"] == [] and len(twice["skipped"]) == len(ours)
     if kind == "sqlite":
         assert (tmp_path / "mlartifacts").is_dir()  # beside the database, not in the cwd
+
+
+def test_round_trip_mlflow_native_mlflow_adds_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(db)
+    runs = populate(client, tmp_path / "art", tmp_path / "scratch")
+    before = {r.info.run_id for _, r in all_mlflow_runs(client)}
+    ok(invoke(tmp_path / "n", "import", "mlflow", db, "--include-deleted"))
+    for exp in ("alpha", "beta", "gone"):
+        args = ("export", "mlflow", "-e", exp, "--include-deleted", db, "--json")
+        data = json.loads(ok(invoke(tmp_path / "n", *args)).stdout)
+        assert data["exported"] == {} and data["skipped"]
+        assert all(k == v for k, v in data["skipped"].items())  # recognised by their own ids
+    assert {r.info.run_id for _, r in all_mlflow_runs(client)} == before
+    assert set(runs.values()) <= before
+
+
+def test_deleted_experiments_and_runs_export_as_deleted(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    src = tmp_path / "src"
+    m = native_store(src)
+    r2 = m.search_run_infos(filter_string="run_name = 'r2'")[0].run_id
+    ok(invoke(src, "rm", "-y", r2))
+    ok(invoke(src, "rm", "-y", "-e", "B"))
+    (r3,) = [i.run_id for i in m.search_run_infos(view=ViewType.ALL) if i.name == "r3"]
+    dest = f"sqlite:///{tmp_path / 'out.db'}"
+    failed(invoke(src, "export", "mlflow", "-e", "B", dest), "is deleted", "--include-deleted")
+
+    ok(invoke(src, "export", "mlflow", "-e", "A", dest))  # r1 only: r2 is deleted
+    data = json.loads(
+        ok(invoke(src, "export", "mlflow", "-e", "A", "--include-deleted", dest, "--json")).stdout
+    )
+    assert set(data["exported"]) == {r2}
+    data = json.loads(
+        ok(invoke(src, "export", "mlflow", "-e", "B", "--include-deleted", dest, "--json")).stdout
+    )
+    assert set(data["exported"]) == {r3}
+    client = MlflowClient(dest)
+    stages = {
+        r.data.tags["tracker.source_run_id"]: (e.name, e.lifecycle_stage, r.info.lifecycle_stage)
+        for e, r in all_mlflow_runs(client)
+    }
+    assert stages[r2] == ("A", "active", "deleted")
+    assert stages[r3] == ("B", "deleted", "deleted")
+    again = json.loads(
+        ok(invoke(src, "export", "mlflow", "-e", "B", "--include-deleted", dest, "--json")).stdout
+    )
+    assert again["exported"] == {} and set(again["skipped"]) == {r3}
+    assert client.get_experiment_by_name("B").lifecycle_stage == "deleted"
+
+    # And back: deleted as they were.
+    ok(invoke(tmp_path / "back", "import", "mlflow", dest, "--include-deleted"))
+    m2 = tracker.connect(tmp_path / "back")
+    assert m2.get_run_info(r2).lifecycle is Lifecycle.DELETED
+    assert m2.get_run_info(r3).lifecycle is Lifecycle.DELETED
+    assert m2.get_experiment(m2.get_run_info(r3).experiment_id).lifecycle is Lifecycle.DELETED
 
 
 def test_export_refuses_values_mlflow_would_truncate(tmp_path):
@@ -491,3 +562,56 @@ def test_bundle_forms_still_work(tmp_path):
     helps = ok(invoke(tmp_path / "src", "import", "--help")).stdout
     assert "BUNDLE" in helps and "mlflow" in helps
     assert invoke(tmp_path / "src", "export").exit_code == 2
+
+
+@pytest.mark.slow
+def test_an_mlflow_import_killed_half_way_is_written_again(tmp_path, monkeypatch):
+    import signal
+    import sqlite3
+    import time
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlruns = tmp_path / "mlruns"
+    client = MlflowClient(f"file:{mlruns}")
+    exp = client.create_experiment("big", artifact_location=str(tmp_path / "art"))
+    files = tmp_path / "files"
+    files.mkdir()
+    for i in range(6):
+        (files / f"f{i}.bin").write_bytes(os.urandom(1 << 20))
+    order = []
+    for r in range(3):
+        rid = client.create_run(exp, start_time=T0 + r, run_name=f"r{r}").info.run_id
+        client.log_param(rid, "r", str(r))
+        client.log_artifacts(rid, str(files), "out")
+        client.set_terminated(rid, "FINISHED", end_time=T0 + 10)
+        (metrics,) = mlruns.glob(f"*/{rid}/metrics")  # a long history, as MLflow writes it
+        lines = (f"{T0 + s} {s * 0.5 + r} {s}\n" for s in range(20_000))
+        (metrics / "loss").write_text("".join(lines))
+        order.append(rid)
+    dst = tmp_path / "n"
+    tracker.connect(dst)
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from cli.main import cli; cli(sys.argv[1:])"]
+        + ["--uri", str(dst), "import", "mlflow", str(mlruns)],
+        cwd=Path(__file__).parents[1],
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(f"file:{dst / 'tracker.db'}?mode=ro", uri=True, timeout=30) as db:
+            if db.execute("SELECT 1 FROM runs WHERE id = ?", (order[1],)).fetchone():
+                break
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    m = tracker.connect(dst)
+    assert m.get_run_info(order[1]).status is RunStatus.SCHEDULED  # not taken for finished
+
+    data = json.loads(ok(invoke(dst, "import", "mlflow", str(mlruns), "--json")).stdout)
+    assert data["skipped"] == order[:1] and data["replaced"] == order[1:2]
+    assert data["imported"] == order[1:]
+    source = Source(
+        str(mlruns), f"file:{mlruns}", {f"r{i}": r for i, r in enumerate(order)}, "files"
+    )
+    assert assert_imported(source, m, tmp_path / "check", deleted=False) == 3

@@ -15,7 +15,8 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     │   ├── InvalidQueryError      carries .query and .position
     │   └── InvalidArtifactPath
     ├── InvalidStateError (RuntimeError)
-    │   └── InvalidTransition
+    │   ├── InvalidTransition
+    │   └── ImportConflict
     ├── LoadObjectError
     │   └── UnsafeObjectError (also pickle.UnpicklingError)  carries .reference
     └── StoreError
@@ -88,6 +89,10 @@ class InvalidStateError(TrackerError, RuntimeError):
 
 class InvalidTransition(InvalidStateError):
     """A run status change that the lifecycle does not allow."""
+
+
+class ImportConflict(InvalidStateError):
+    """Another import took over a run while this one was writing it."""
 
 
 class LoadObjectError(TrackerError):

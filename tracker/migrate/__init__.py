@@ -3,34 +3,35 @@
 A reader turns a source into :class:`SourceRun` objects: :mod:`tracker.migrate.mlflow_files`
 reads an MLflow file store (``mlruns``) from its files, :mod:`tracker.migrate.mlflow_sql` an
 MLflow SQLite/PostgreSQL database with plain SQL; neither imports mlflow. :func:`import_runs`
-writes them, the same way for both: run ids are kept (so importing twice adds nothing),
-experiments are found or created by name, and a run that fails half-way is purged.
+writes them, the same way for both: run ids are kept (so importing twice adds nothing), a run
+that tracker exported to MLflow comes back under its own id (so a round trip adds nothing
+either), experiments are found or created by name, and each run is written all or nothing
+(:mod:`tracker.migrate.write`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
-from tracker.errors import AlreadyExistsError, InvalidInputError
+from tracker.errors import InvalidInputError
 from tracker.manager import ExpManager, now_ms
+from tracker.migrate.write import import_state, write_run
 from tracker.validation import check_key, check_name, text_items
 
 if TYPE_CHECKING:
     from tracker.migrate.files import ArtifactPlan
 
-T = TypeVar("T")
 Progress = Callable[[Sequence[Any], str], Iterable[Any]]
-METRIC_CHUNK = 10_000  # points per log_batch: one bounded transaction each
-#: Set on runs whose MLflow id is not 32 hex digits (they get a stable id derived from it).
+#: On a run tracker exported to MLflow: its id here. On a run imported from MLflow whose id
+#: is not 32 hex digits: that id (the run gets a stable id derived from it).
 SOURCE_ID_TAG = "tracker.source_run_id"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -62,11 +63,15 @@ class SourceRun:
     load: Callable[[], RunContent] = field(repr=False, compare=False)
     artifact_uris: tuple[str, ...] = ()  # where its files may be, tried in order
     experiment_deleted: bool = False
+    source_id: str | None = None  # its SOURCE_ID_TAG: the tracker run it was exported from
 
     @property
     def target_id(self) -> str:
-        """The id in our store: the source's when it is one of ours (MLflow's are), else a
-        stable id derived from it, so that a second import still finds it."""
+        """The id in our store: the tracker run it was exported from, if any (it comes
+        home); else the source's own when it has our form (MLflow's have); else a stable id
+        derived from it. Either way a second import finds it."""
+        if self.source_id is not None and _RUN_ID.fullmatch(self.source_id):
+            return self.source_id
         rid = self.run_id.lower()
         if _RUN_ID.fullmatch(rid):
             return rid
@@ -77,6 +82,10 @@ class SourceRun:
 class ImportSummary:
     imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already in the store
+    #: Of ``imported``: runs an import that died had left half-written, written again.
+    replaced: list[str] = field(default_factory=list)
+    #: Of ``skipped``: runs another import is writing right now.
+    in_progress: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # deleted, or another experiment
     experiments: list[str] = field(default_factory=list)  # names that received runs
     params: int = 0
@@ -138,29 +147,36 @@ def import_runs(
 
     Runs already in the store (by id) are skipped. Every run to import is read and checked
     first (keys, names, metric lines, artifact locations), so a damaged source imports
-    nothing; then each run is written while RUNNING (params and metrics need a live run)
-    and gets its status, times and lifecycle last. Artifacts that cannot be reached are
-    reported in ``artifacts_skipped`` and the run is imported without them."""
+    nothing; then each run is written all or nothing (:func:`write_run`), and one that an
+    import killed half-way left behind is written again. Artifacts that cannot be reached
+    are reported in ``artifacts_skipped`` and the run is imported without them."""
     from tracker.migrate.files import locate
 
     bar: Progress = progress or (lambda items, _label: items)
     summary = ImportSummary()
     wanted = set(experiments)
     todo: list[SourceRun] = []
+    abandoned: set[str] = set()
     for run in runs:
         if (wanted and run.experiment not in wanted) or (
             run.lifecycle is Lifecycle.DELETED and not include_deleted
         ):
             summary.excluded.append(run.run_id)
-        elif manager.has_run(run.target_id):
-            summary.skipped.append(run.run_id)
-        else:
+            continue
+        state = import_state(manager, run.target_id)
+        if state in ("absent", "abandoned"):
             todo.append(run)
+            if state == "abandoned":
+                abandoned.add(run.run_id)
+        else:
+            summary.skipped.append(run.run_id)
+            if state == "importing":
+                summary.in_progress.append(run.run_id)
     plans = {}
     for run in bar(todo, "Checking"):
         _checked(run, run.load())
         plans[run.run_id] = locate(run.artifact_uris)
-    with _Experiments(manager) as exps:
+    with ExperimentsByName(manager) as exps:
         for run in bar(todo, "Importing"):
             plan = plans[run.run_id]
             # Read again rather than kept from the check: years of mlruns need not fit in memory.
@@ -171,6 +187,8 @@ def import_runs(
                 summary.skipped.append(run.run_id)  # another import took the id meanwhile
                 continue
             summary.imported.append(run.run_id)
+            if run.run_id in abandoned:
+                summary.replaced.append(run.run_id)
             if run.experiment not in summary.experiments:
                 summary.experiments.append(run.experiment)
             summary.params += len(content.params)
@@ -195,7 +213,9 @@ def _checked(run: SourceRun, content: RunContent) -> RunContent:
         check_name(run.experiment, "experiment name")
         check_name(run.name, "run name")
         tags = text_items(content.tags, "tag")
-        if not _RUN_ID.fullmatch(run.run_id.lower()):
+        if run.target_id == run.source_id:
+            tags.pop(SOURCE_ID_TAG, None)  # back home: the tag would name the run itself
+        elif not _RUN_ID.fullmatch(run.run_id.lower()):
             tags[SOURCE_ID_TAG] = run.run_id
         for metric in content.metrics:
             check_key(metric.key, "metric key")
@@ -204,68 +224,15 @@ def _checked(run: SourceRun, content: RunContent) -> RunContent:
         raise MigrationError(f"{where}: {e}; nothing was imported") from e
 
 
-def write_run(
-    manager: ExpManager,
-    exp_id: str,
-    info: RunInfo,
-    params: dict[str, str],
-    tags: dict[str, str],
-    metrics: Sequence[Metric],
-    put_artifacts: Callable[[RunInfo], list[ArtifactEntry]],
-) -> list[ArtifactEntry] | None:
-    """Create a run with ``info``'s id and contents; None if that id is taken already.
-
-    The run is created RUNNING (params and metrics need a live run), filled, its files put
-    by ``put_artifacts`` (which returns the manifest to record), and only then given
-    ``info``'s status, times and lifecycle. A failure purges the half-written run, so that a
-    second import does not skip it as done. Shared by every importer (bundles, MLflow)."""
-    try:
-        created = manager.create_run(
-            exp_id,
-            info.name,
-            RunStatus.RUNNING,
-            start_time=info.start_time,
-            pid=info.pid,
-            host=info.host,
-            run_id=info.run_id,
-        )
-    except AlreadyExistsError:
-        return None
-    try:
-        manager.log_batch(created.run_id, params=params, tags=tags)
-        for i in range(0, len(metrics), METRIC_CHUNK):
-            manager.log_batch(created.run_id, metrics=metrics[i : i + METRIC_CHUNK])
-        entries = put_artifacts(created)
-        if entries:
-            manager.record_artifacts(created.run_id, entries)
-        manager.update_run(
-            created.run_id,
-            status=info.status,
-            lifecycle=info.lifecycle,
-            start_time=info.start_time,
-            end_time=info.end_time,
-            heartbeat=info.heartbeat,
-            pid=info.pid,
-            host=info.host,
-        )
-    except BaseException:
-        with contextlib.suppress(Exception):
-            manager.purge_run(created.run_id)
-        raise
-    return entries
-
-
 def _write_run(
     manager: ExpManager, exp_id: str, run: SourceRun, content: RunContent, plan: ArtifactPlan
 ) -> list[ArtifactEntry] | None:
-    def put(info: RunInfo) -> list[ArtifactEntry]:
-        entries = []
+    def put(info: RunInfo) -> Iterator[ArtifactEntry]:
         with tempfile.TemporaryDirectory(prefix="tracker-import-") as tmp:
             for rel in plan.files:
                 local = plan.fetch(rel, tmp)
                 folder = posixpath.dirname(rel) or None
-                entries.append(manager.artifacts.put_file(info.artifact_prefix, local, folder))
-        return entries
+                yield manager.artifacts.put_file(info.artifact_prefix, local, folder)
 
     # A run another tool left RUNNING gets no heartbeat: `tracker reap` then judges it by its
     # start time instead of thinking it alive since the import. A source run that never
@@ -275,7 +242,7 @@ def _write_run(
     return write_run(manager, exp_id, info, content.params, content.tags, content.metrics, put)
 
 
-class _Experiments:
+class ExperimentsByName:
     """Experiment ids by name. A deleted source experiment gets a deleted experiment of the
     same name here: one an earlier import left (restored while runs go in), else a new one;
     if an active experiment has the name, the runs go there, deleted like their source."""
@@ -285,7 +252,7 @@ class _Experiments:
         self.ids: dict[tuple[str, bool], str] = {}
         self.to_delete: list[str] = []
 
-    def __enter__(self) -> _Experiments:
+    def __enter__(self) -> ExperimentsByName:
         return self
 
     def __exit__(self, *exc: object) -> None:

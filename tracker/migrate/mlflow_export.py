@@ -2,9 +2,10 @@
 
 This is the one place migration imports mlflow, inside the functions, so that importing tracker
 never does. Each exported run is tagged ``tracker.source_run_id`` with its id here; runs
-carrying the tag in the destination are skipped, which makes exporting twice a no-op. The
-tag is written last, after data, artifacts and status, so a run that failed half-way (and
-was deleted) is never mistaken for a finished export.
+carrying the tag in the destination are skipped, which makes exporting twice a no-op, and
+``tracker import mlflow`` brings such a run back under that id, which makes a round trip one
+too. The tag is written last, after data, artifacts and status, so a run that failed
+half-way (and was deleted) is never mistaken for a finished export.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,33 +66,39 @@ def export_runs(
 ) -> ExportSummary:
     """Copy runs (info, params, tags, full metric histories, artifacts) into an MLflow store.
 
-    Every run's values are checked against MLflow's limits before anything is written."""
+    Every run's values are checked against MLflow's limits before anything is written. A
+    run already there is skipped: one exported before (tagged with our id), and one that
+    came from there (same id, or our SOURCE_ID_TAG naming it). Runs of a deleted
+    experiment go to a deleted experiment of the same name (see :class:`_Experiments`)."""
     datas = manager.get_runs_data([i.run_id for i in infos])
     for info in infos:
         data = datas.get(info.run_id)
         _check_limits(info, data.params if data else {}, data.tags if data else {})
     client = _client(tracking_uri(dest))
-    root = artifact_root or default_artifact_root(tracking_uri(dest))
     bar: Progress = progress or (lambda items, _label: items)
     summary = ExportSummary()
-    exps: dict[str, tuple[str, dict[str, str]]] = {}
-    for info in bar(list(infos), "Exporting"):
-        name = manager.get_experiment(info.experiment_id).name
-        if name not in exps:
-            exps[name] = _experiment(client, name, root)
-        exp_id, done = exps[name]
-        if info.run_id in done:
-            summary.skipped[info.run_id] = done[info.run_id]
-            continue
-        try:
-            summary.exported[info.run_id] = _export_run(
-                manager, client, exp_id, info, datas.get(info.run_id) or RunData(), summary
-            )
-        except Exception as e:
-            if not type(e).__module__.startswith("mlflow"):
-                raise
-            # MLflow's own refusals (a key it does not allow, …) as tracker errors.
-            raise MigrationError(f"run {info.run_id}: MLflow refused it: {e}") from e
+    with _Experiments(client, artifact_root or default_artifact_root(tracking_uri(dest))) as exps:
+        for info in bar(list(infos), "Exporting"):
+            exp = manager.get_experiment(info.experiment_id)
+            data = datas.get(info.run_id) or RunData()
+            there = exps.exported(exp.name)
+            theirs = there.get(info.run_id) or there.get(data.tags.get(SOURCE_ID_TAG, ""))
+            if theirs is not None:
+                summary.skipped[info.run_id] = theirs
+                continue
+            deleted = exp.lifecycle is Lifecycle.DELETED
+            exp_id = exps.id_for_writing(exp.name, deleted)
+            if deleted:
+                info = replace(info, lifecycle=Lifecycle.DELETED)
+            try:
+                summary.exported[info.run_id] = _export_run(
+                    manager, client, exp_id, info, data, summary
+                )
+            except Exception as e:
+                if not type(e).__module__.startswith("mlflow"):
+                    raise
+                # MLflow's own refusals (a key it does not allow, …) as tracker errors.
+                raise MigrationError(f"run {info.run_id}: MLflow refused it: {e}") from e
     return summary
 
 
@@ -118,36 +125,79 @@ def _check_limits(info: RunInfo, params: dict[str, str], tags: dict[str, str]) -
                 )
 
 
-def _experiment(client: Any, name: str, root: str | None) -> tuple[str, dict[str, str]]:
-    """The MLflow experiment's id (created if missing) and its runs exported from here,
-    by our run id."""
+class _Experiments:
+    """The destination's experiments by name, with the runs each holds already.
+
+    An experiment deleted here is deleted there too: created, or (deleted there already)
+    restored while its runs go in, and deleted at the end; if an active experiment has the
+    name there, the runs go in deleted. Runs of an active experiment here are not written
+    into a deleted one there (MLflow would hide them): that is refused."""
+
+    def __init__(self, client: Any, root: str | None) -> None:
+        self.client, self.root = client, root
+        self.found: dict[str, tuple[Any, dict[str, str]]] = {}  # name -> (experiment, runs)
+        self.to_delete: list[str] = []
+
+    def __enter__(self) -> _Experiments:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for exp_id in self.to_delete:
+            self.client.delete_experiment(exp_id)
+
+    def exported(self, name: str) -> dict[str, str]:
+        """Which of our runs the experiment ``name`` holds there: our id -> theirs."""
+        if name not in self.found:
+            exp = self.client.get_experiment_by_name(name)
+            self.found[name] = (exp, {} if exp is None else _runs_of(self.client, exp))
+        return self.found[name][1]
+
+    def id_for_writing(self, name: str, deleted: bool) -> str:
+        """The id of the experiment to write a run of ``name`` into (deleted here or not)."""
+        exp, runs = self.found[name]
+        if not deleted and exp is not None and exp.experiment_id in self.to_delete:
+            raise MigrationError(
+                f"experiment {name!r} is both active and deleted here: export the runs of "
+                "each to a different MLflow store, or rename one"
+            )
+        if exp is None:
+            location = None if self.root is None else f"{self.root.rstrip('/')}/{_slug(name)}"
+            exp_id = self.client.create_experiment(name, artifact_location=location)
+            exp = self.client.get_experiment(exp_id)
+            if deleted:
+                self.to_delete.append(exp_id)
+        elif exp.lifecycle_stage == Lifecycle.DELETED.value:
+            if not deleted:
+                raise MigrationError(
+                    f"experiment {name!r} is deleted in the MLflow store: restore it (mlflow "
+                    f"experiments restore --experiment-id {exp.experiment_id}) or rename it"
+                )
+            self.client.restore_experiment(exp.experiment_id)
+            self.to_delete.append(exp.experiment_id)
+            exp = self.client.get_experiment(exp.experiment_id)
+        self.found[name] = (exp, runs)
+        return str(exp.experiment_id)
+
+
+def _runs_of(client: Any, exp: Any) -> dict[str, str]:
+    """Every run of an MLflow experiment by the ids it is known by here: its own (a run
+    imported from there keeps it) and its SOURCE_ID_TAG (a run exported from here)."""
     from mlflow.entities import ViewType
 
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        location = None if root is None else f"{root.rstrip('/')}/{_slug(name)}"
-        return client.create_experiment(name, artifact_location=location), {}
-    if exp.lifecycle_stage == Lifecycle.DELETED.value:
-        raise MigrationError(
-            f"experiment {name!r} is deleted in the MLflow store: restore it "
-            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or rename it"
-        )
-    done: dict[str, str] = {}
+    runs: dict[str, str] = {}
     token = None
     while True:
         page = client.search_runs(
-            [exp.experiment_id],
-            run_view_type=ViewType.ALL,
-            max_results=10_000,
-            page_token=token,
+            [exp.experiment_id], run_view_type=ViewType.ALL, max_results=10_000, page_token=token
         )
         for run in page:
+            runs[run.info.run_id] = run.info.run_id
             source = run.data.tags.get(SOURCE_ID_TAG)
             if source:
-                done[source] = run.info.run_id
+                runs[source] = run.info.run_id
         token = page.token
         if not token:
-            return exp.experiment_id, done
+            return runs
 
 
 def _slug(name: str) -> str:

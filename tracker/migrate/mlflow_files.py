@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from tracker.entities import Lifecycle, Metric, RunStatus
-from tracker.migrate import MigrationError, RunContent, SourceRun
+from tracker.migrate import SOURCE_ID_TAG, MigrationError, RunContent, SourceRun
 from tracker.migrate.files import local_path
 
 #: MLflow's RunStatus enum as the file store writes it.
@@ -172,6 +172,7 @@ class MLflowFileStore:
             # (the URI is absolute and still names the old place).
             artifact_uris=(*([str(uri)] if uri else []), str(run_dir / "artifacts")),
             experiment_deleted=exp_deleted,
+            source_id=_read_tag(run_dir, SOURCE_ID_TAG),
         )
 
     @staticmethod

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from tracker.entities import Lifecycle, Metric, RunStatus
-from tracker.migrate import MigrationError, RunContent, SourceRun
+from tracker.migrate import SOURCE_ID_TAG, MigrationError, RunContent, SourceRun
 
 _MAX = sys.float_info.max  # what MLflow writes for inf
 
@@ -96,8 +96,9 @@ class MLflowDatabase:
             str(r.experiment_id): (r.name, r.lifecycle_stage == Lifecycle.DELETED.value)
             for r in self._rows("SELECT experiment_id, name, lifecycle_stage FROM experiments")
         }
-        names = dict(
-            self._rows("SELECT run_uuid, value FROM tags WHERE key = :k", k="mlflow.runName")
+        names, sources = (
+            dict(self._rows("SELECT run_uuid, value FROM tags WHERE key = :k", k=key))
+            for key in ("mlflow.runName", SOURCE_ID_TAG)
         )
         rows = self._rows(
             "SELECT run_uuid, experiment_id, name, status, start_time, end_time, "
@@ -125,6 +126,7 @@ class MLflowDatabase:
                 load=functools.partial(self._content, row.run_uuid),
                 artifact_uris=(row.artifact_uri,) if row.artifact_uri else (),
                 experiment_deleted=exp_deleted,
+                source_id=sources.get(row.run_uuid),
             )
 
     def _content(self, run_id: str) -> RunContent:
