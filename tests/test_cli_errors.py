@@ -248,3 +248,16 @@ def test_password_never_shown_on_success(pg_uri, tmp_path):
     assert all("***" in text for text in shown)
     assert PASSWORD not in "\n".join(outputs + shown)
     assert tracker.R.get_uri() == uri  # the API gives back what it was given
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_batch_keeps_the_password_off_command_lines(pg_uri, tmp_path):
+    uri, art = with_password(pg_uri), str(tmp_path / "a")
+    config = write(tmp_path / "ridge.yaml", {"task": small_task()})
+    result = invoke("--uri", uri, "--artifact-uri", art, "batch", config, "-o", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    (run,) = tracker.connect(uri, art).get_exp(experiment_name="ridge").list_recorders("list")
+    command_line = run.list_params()["cmd-sys.argv"]  # what `ps` showed while it ran
+    assert "ridge.yaml" in command_line and PASSWORD not in command_line
