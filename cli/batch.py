@@ -1,12 +1,17 @@
 """``tracker batch``: Qlib's ``run_all_model`` — several configs × several seeds, in parallel
-processes writing to one store, summarised as Qlib's mean±std table."""
+processes writing to one store, summarised as Qlib's mean±std table.
+
+Each batch tags its runs ``tracker.batch=<batch id>`` and the table averages those runs only,
+never earlier runs of the same experiment."""
 
 from __future__ import annotations
 
 import csv
+import os
 import statistics
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +19,13 @@ from pathlib import Path
 import click
 
 from cli.context import Context
-from cli.run import HEADLINE
+from cli.run import HEADLINE, warn
+from tracker.manager import ExpManager
 
 COLUMNS = ("Model Name", "Dataset", "IC", "ICIR", "Rank IC", "Rank ICIR",
            "Annualized Return", "Information Ratio", "Max Drawdown")  # fmt: skip
 METRICS = HEADLINE  # the columns of Qlib's table, in its order
+BATCH_TAG = "tracker.batch"
 
 
 @dataclass
@@ -77,16 +84,33 @@ def isolated_python(config: Path, envs: Path) -> str:
     return str(python)
 
 
-def _run(job: Job, uri: str, artifact_uri: str | None) -> Job:
-    command = [job.python, "-c", "from cli.main import main; main()", "--uri", uri]
+def _run(job: Job, batch_id: str, uri: str, artifact_uri: str | None) -> Job:
+    command = [job.python, "-c", "from cli.main import main; main()", "run", str(job.config)]
+    command += ["-e", job.name, "--seed", str(job.seed), "--tag", f"{BATCH_TAG}={batch_id}"]
+    # The store through the environment: a command line (and a password in it) is public.
+    env = {**os.environ, "TRACKER_URI": uri}
     if artifact_uri:
-        command += ["--artifact-uri", artifact_uri]
-    command += ["run", str(job.config), "-e", job.name, "--seed", str(job.seed)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+        env["TRACKER_ARTIFACT_URI"] = artifact_uri
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        job.error = lines[-1] if lines else f"exit code {done.returncode}"
+        errors = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]
+        job.error = (errors or lines or [f"exit code {done.returncode}"])[-1]
     return job
+
+
+def batch_metrics(manager: ExpManager, experiment: str, batch_id: str) -> dict[str, list[float]]:
+    """Each headline metric over the FINISHED runs of this batch that logged all of them."""
+    exp = manager.find_experiment(experiment)
+    values: dict[str, list[float]] = {m: [] for m in METRICS}
+    if exp is None:
+        return values
+    query = f"tags.{BATCH_TAG} = '{batch_id}' and status = 'FINISHED'"
+    for run in manager.search_runs([exp.experiment_id], query):
+        if all(m in run.data.metrics for m in METRICS):
+            for m in METRICS:
+                values[m].append(run.data.metrics[m])
+    return values
 
 
 @click.command("batch")
@@ -101,8 +125,8 @@ def batch(
     obj: Context, configs: tuple[str, ...], times: int, jobs: int, isolate: bool, out: str
 ) -> None:
     """Run each workflow CONFIG --times times (experiment = the config's name) and print
-    Qlib's benchmark table over the FINISHED runs. A failing run is reported and the others
-    go on."""
+    Qlib's benchmark table over this batch's FINISHED runs (tagged tracker.batch=ID). A
+    failing run is reported and the others go on; the exit code is 1 if any run failed."""
     import tracker
     from online.config import load_config
     from tracker.uri import resolve
@@ -116,33 +140,25 @@ def batch(
     envs = Path(out) / ".envs"
     pythons = {p: isolated_python(p, envs) if isolate else sys.executable for p in paths}
     queue = [Job(p, p.stem, seed, pythons[p]) for p in paths for seed in range(times)]
+    batch_id = uuid.uuid4().hex[:12]
     failed: list[Job] = []
     with (
         ThreadPoolExecutor(max_workers=jobs) as pool,
         click.progressbar(length=len(queue), label="runs", file=sys.stderr) as bar,
     ):
-        for job in pool.map(lambda j: _run(j, loc.uri, loc.artifact_uri), queue):
+        for job in pool.map(lambda j: _run(j, batch_id, loc.uri, loc.artifact_uri), queue):
             bar.update(1)
             if job.error:
                 failed.append(job)
     rows = []
     for path in paths:
-        exp = (
-            manager.get_exp(experiment_name=path.stem, create=False)
-            if manager.find_experiment(path.stem)
-            else None
-        )
-        recorders = exp.list_recorders(rtype="list", status="FINISHED") if exp else []
-        values = {m: [] for m in METRICS}
-        for rec in recorders:
-            metrics = rec.list_metrics()
-            if all(m in metrics for m in METRICS):
-                for m in METRICS:
-                    values[m].append(metrics[m])
+        values = batch_metrics(manager, path.stem, batch_id)
         if values[METRICS[0]]:
             rows.append(
                 [path.stem, dataset_name(loaded[path]), *(cell(values[m]) for m in METRICS)]
             )
+        elif any(job.config == path and not job.error for job in queue):
+            warn(f"{path.stem}: no finished run logged all of {', '.join(METRICS)}; no row")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = "\n".join(
@@ -156,6 +172,9 @@ def batch(
     for job in failed:
         click.echo(f"FAILED {job.name} seed {job.seed}: {job.error}", err=True)
     click.echo(
-        f"{len(queue) - len(failed)} of {len(queue)} runs finished; table in {out_dir}/table.md",
+        f"batch {batch_id}: {len(queue) - len(failed)} of {len(queue)} runs finished; "
+        f"table in {out_dir}/table.md (its runs: --filter \"tags.{BATCH_TAG} = '{batch_id}'\")",
         err=True,
     )
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(queue)} runs failed")

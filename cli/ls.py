@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import time
 from collections import Counter
@@ -25,6 +26,9 @@ SKIP_PARAMS = frozenset({"cmd-sys.argv"})  # the command line: long, and shown b
 MAX_AUTO_METRICS, MAX_AUTO_PARAMS = 4, 3
 MAX_AUTO_PARAM_WIDTH = 20  # longer values (paths, configs) would crowd out everything else
 STATUS_ORDER = ("running", "stale", "scheduled", "finished", "failed", "killed")
+TABLE_PAGE = 50  # runs in the table without --limit; machine-readable output has them all
+MAX_LISTED_KEYS = 10  # known keys named in a warning
+KINDS = {"metric": "metrics", "param": "params", "tag": "tags"}  # order-by kind -> RunData
 
 
 def _csv_list(value: str | None) -> list[str] | None:
@@ -51,9 +55,8 @@ def _csv_list(value: str | None) -> list[str] | None:
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="Show at most this many runs (0: all).",
+    help=f"At most this many runs (0: all). Default: all with --json/--csv/--md; the first "
+    f"{TABLE_PAGE} in the table, which then says how many more there are.",
 )
 @click.option(
     "--columns",
@@ -84,7 +87,7 @@ def ls(
     experiment: str | None,
     filter_string: str | None,
     sort: tuple[str, ...],
-    limit: int,
+    limit: int | None,
     columns: str | None,
     params: str | None,
     metrics: str | None,
@@ -105,40 +108,118 @@ def ls(
         return
     reader = obj.reader
     exp = _experiment(reader, experiment)
+    cols = _csv_list(columns) or list(DEFAULT_ATTRIBUTES)
+    _check_columns(cols)
+    page = TABLE_PAGE if limit is None and fmt == "table" else limit or None
+    # All matching ids (cheap: no params or metrics), so that a cut page can say what it left.
     infos = reader.search_run_infos(
-        [exp.experiment_id],
-        filter_string or "",
-        list(sort) or None,
-        max_results=limit + 1 if limit else None,
-        view=view,
+        [exp.experiment_id], filter_string or "", list(sort) or None, view=view
     )
-    more = bool(limit) and len(infos) > limit
-    infos = infos[:limit] if limit else infos
+    total = len(infos)
+    infos = infos[:page]
     data = reader.get_runs_data([i.run_id for i in infos])
     runs = [Run(i, data.get(i.run_id, RunData())) for i in infos]
+    _warn_unknown_keys(reader, exp, view, runs, _named_keys(sort, cols, metrics, params))
     now = now_ms()
     if fmt == "json":
         emit_json([run_record(r.info, r.data, exp.name, now) for r in runs])
-        return
-    cols = _csv_list(columns) or list(DEFAULT_ATTRIBUTES)
-    _check_columns(cols)
-    if show_all and columns is None and any(r.info.lifecycle.value == "deleted" for r in runs):
-        cols.append("lifecycle")
-    auto = columns is None
+    else:
+        if show_all and columns is None and any(r.info.lifecycle.value == "deleted" for r in runs):
+            cols.append("lifecycle")
+        _emit_runs(runs, cols, columns is None, metrics, params, exp.name, now, fmt)
+    if len(runs) < total:
+        _say_cut(len(runs), total, bool(sort), limit is None)
+
+
+def _emit_runs(
+    runs: Sequence[Run],
+    cols: list[str],
+    auto: bool,
+    metrics: str | None,
+    params: str | None,
+    exp: str,
+    now: int,
+    fmt: str,
+) -> None:
+    """The table (or CSV, Markdown): ``cols`` plus the chosen metric and param columns."""
     picked_m = _pick("metrics", runs, _csv_list(metrics), auto and metrics is None)
     picked_p = _pick("params", runs, _csv_list(params), auto and params is None)
     # Only columns chosen here may be dropped to fit the width, never ones the user named.
     optional = (picked_m if metrics is None else []) + (picked_p if params is None else [])
     cols += picked_m + picked_p
     if optional:
-        cols = _fit(cols, optional, runs, now, exp.name)
-    rows = [[_cell(c, r, now, exp.name, fmt) for c in cols] for r in runs]
+        cols = _fit(cols, optional, runs, now, exp)
+    rows = [[_cell(c, r, now, exp, fmt) for c in cols] for r in runs]
     headers = cols if fmt == "csv" else _headers(cols)
     emit_table(headers, rows, fmt, styles={"id": "cyan", "status": "bold"})
-    if fmt == "table" and (more or not runs):
-        hint = f"showing the newest {limit}" if not sort else f"showing the first {limit}"
-        msg = f"({hint}; --limit 0 shows all)" if more else "(no runs)"
-        click.echo(msg, err=True)
+    if fmt == "table" and not runs:
+        click.echo("(no runs)", err=True)
+
+
+def _say_cut(shown: int, total: int, sorted_: bool, paged: bool) -> None:
+    """On stderr, so that a cut is never silent and stdout stays what was asked for."""
+    which = "first" if sorted_ else "newest"
+    how = "--limit 0 shows all" + (", as do --json, --csv and --md" if paged else "")
+    click.echo(
+        f"(showing the {which} {shown} of {total} runs, {total - shown} more; {how})", err=True
+    )
+
+
+def _named_keys(
+    sort: tuple[str, ...], cols: list[str], metrics: str | None, params: str | None
+) -> list[tuple[str, str, str]]:
+    """``(option, kind, key)`` for every metric, param or tag the user named."""
+    from tracker.search import parse_order_by
+
+    named = [
+        ("--sort", KINDS[k.kind], k.key) for k in parse_order_by(list(sort)) if k.kind in KINDS
+    ]
+    for col in cols:
+        if "." in col:
+            kind, key = col.split(".", 1)
+            named.append(("--columns", kind, key))
+    for option, kind, chosen in (("--metrics", "metrics", metrics), ("--params", "params", params)):
+        keys = _csv_list(chosen) or []
+        named += [(option, kind, k) for k in keys if keys != ["*"]]
+    return named
+
+
+def _warn_unknown_keys(
+    reader: ExpManager,
+    exp: ExperimentInfo,
+    view: ViewType,
+    runs: Sequence[Run],
+    named: list[tuple[str, str, str]],
+) -> None:
+    """Warn about each named key that no run of the experiment has (a typo would otherwise
+    sort nothing and show an empty column), listing the keys the shown runs have."""
+    if not runs:
+        return
+    for option, kind, key in dict.fromkeys(named):
+        present = {k for r in runs for k in getattr(r.data, kind)}
+        if key in present or _anywhere(reader, exp, view, kind, key):
+            continue
+        known = sorted(present)
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listed = ", ".join(known[:MAX_LISTED_KEYS]) or "none"
+        if len(known) > MAX_LISTED_KEYS:
+            listed += f", … ({len(known) - MAX_LISTED_KEYS} more)"
+        click.echo(
+            f"warning: {option}: no run of {exp.name!r} has the {kind[:-1]} {key!r}{hint} "
+            f"(the {kind} of the runs shown: {listed})",
+            err=True,
+        )
+
+
+def _anywhere(reader: ExpManager, exp: ExperimentInfo, view: ViewType, kind: str, key: str) -> bool:
+    """Whether a run not shown has the key (the page shows only some runs)."""
+    if "`" in key:
+        return True  # the filter grammar cannot quote it: do not warn about what may exist
+    found = reader.search_run_infos(
+        [exp.experiment_id], f"{kind}.`{key}` IS NOT NULL", max_results=1, view=view
+    )
+    return bool(found)
 
 
 def _experiment(reader: ExpManager, name: str) -> ExperimentInfo:
@@ -327,12 +408,12 @@ def _stale_counts(reader: ExpManager, view: ViewType, any_running: bool) -> dict
     stages = view.stages()
     if isinstance(reader, SQLiteReader):
         cutoff = now_ms() - int(DEFAULT_STALE_AFTER * 1000)
-        rows = reader.conn.execute(
+        rows = reader._rows(  # its driver errors become StoreError
             "SELECT experiment_id, count(*) FROM runs WHERE status = 'RUNNING' "
             "AND coalesce(heartbeat, start_time, 0) < ? "
             f"AND lifecycle IN ({', '.join('?' for _ in stages)}) GROUP BY experiment_id",
             (cutoff, *stages),
-        ).fetchall()
+        )
         return {str(e): n for e, n in rows}
     stale = reader.stale_runs()
     return dict(Counter(r.experiment_id for r in stale if r.lifecycle.value in stages))

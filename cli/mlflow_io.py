@@ -18,6 +18,7 @@ from cli.bundle import import_ as import_bundle
 from cli.context import Context
 from cli.output import emit_json, fmt_bytes
 from tracker.errors import ExperimentNotFound
+from tracker.uri import mask
 
 _FALLBACK = "_tracker_fallback_args"
 
@@ -87,7 +88,9 @@ def import_mlflow(
     try:
         unknown = set(experiments) - set(src.experiment_names())
         if unknown:
-            raise ExperimentNotFound(f"{source} has no experiment named {sorted(unknown)[0]!r}")
+            raise ExperimentNotFound(
+                f"{mask(source)} has no experiment named {sorted(unknown)[0]!r}"
+            )
         manager, own = _store(obj)
         try:
             with _os_errors():
@@ -176,7 +179,7 @@ def export_mlflow(
         )
         return
     click.echo(
-        f"Exported {len(summary.exported)} run(s) to {dest}, skipped {len(summary.skipped)} "
+        f"Exported {len(summary.exported)} run(s) to {mask(dest)}, skipped {len(summary.skipped)} "
         f"exported before: {summary.metric_points} metric point(s), {summary.artifacts} "
         f"artifact(s), {fmt_bytes(summary.bytes)}."
     )

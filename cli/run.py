@@ -24,6 +24,20 @@ def set_seed(task: dict, seed: int) -> None:
         model.setdefault("kwargs", {})["seed"] = seed
 
 
+def parse_tags(items: tuple[str, ...]) -> dict[str, str]:
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--tag")
+        tags[key] = value
+    return tags
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
 @click.command("run")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option(
@@ -33,28 +47,37 @@ def set_seed(task: dict, seed: int) -> None:
 )
 @click.option("--recorder-name", help="Name of the new run (default: mlflow_recorder).")
 @click.option("--seed", type=int, help="Override the model's seed.")
+@click.option("--tag", "tags", metavar="KEY=VALUE", multiple=True, help="Tag the run; repeatable.")
 @click.pass_obj
 def run(
-    obj: Context, config: str, experiment: str | None, recorder_name: str | None, seed: int | None
+    obj: Context,
+    config: str,
+    experiment: str | None,
+    recorder_name: str | None,
+    seed: int | None,
+    tags: tuple[str, ...],
 ) -> None:
     """Train the task of a workflow CONFIG and generate its records.
 
     The YAML may use anchors, ${ENV} (or ${ENV:-default}) and a BASE_CONFIG_PATH merged
     underneath. The merged config is stored as the run's ``config`` artifact. A bad config
-    fails before any training, naming the key.
+    (an unknown class or argument, a value of the wrong type, a date that does not parse, a
+    missing file) fails before any training, naming the key; top-level keys that nothing reads
+    are warned about.
     """
     import tracker
     from online.config import load_config, validate_task
     from online.trainer import task_train
 
-    cfg = load_config(config)
+    run_tags = parse_tags(tags)
+    cfg = load_config(config, warn=warn)
     task = cfg.get("task")
     validate_task(task)
     if seed is not None:
         set_seed(task, seed)
     name = experiment or cfg.get("experiment_name") or "workflow"
     tracker.init(obj.uri, obj.artifact_uri)
-    recorder = task_train(task, name, recorder_name)
+    recorder = task_train(task, name, recorder_name, tags=run_tags)
     recorder.save_objects(config=cfg)
     metrics = recorder.list_metrics()
     click.echo(f"run {recorder.id} in experiment {name!r}: {recorder.refresh().status}")

@@ -14,6 +14,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from tracker.errors import InvalidInputError
+
 __all__ = [
     "calc_ic",
     "calc_long_short_prec",
@@ -104,7 +106,7 @@ def calc_long_short_prec(
     if is_alpha:
         df["label"] = df["label"] - df.groupby(level=level)["label"].transform("mean")
     if int(1 / quantile) >= df.index.get_level_values(1).nunique():
-        raise ValueError("Need more instruments to calculate precision")
+        raise InvalidInputError("Need more instruments to calculate precision")
     if dropna:
         df = df.dropna()
     top, bottom = _quantile_masks(df, level, quantile)
@@ -186,7 +188,7 @@ def risk_analysis(
             annualized_return = total ** (N / len(r)) - 1
             max_drawdown = float((curve / curve.cummax() - 1).min())
     else:
-        raise ValueError(f"risk_analysis accepts mode 'sum' or 'product', not {mode!r}")
+        raise InvalidInputError(f"risk_analysis accepts mode 'sum' or 'product', not {mode!r}")
     information_ratio = safe_div(mean, std) * np.sqrt(N)
     data = {
         "mean": mean,

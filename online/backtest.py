@@ -51,6 +51,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from tracker.errors import InvalidInputError
+
 __all__ = [
     "REPORT_COLUMNS",
     "backtest_topk_dropout",
@@ -99,7 +101,7 @@ def forward_returns(close: pd.Series, delay: int = 1) -> pd.Series:
     default label; see the module docstring for which one a backtest should use.
     """
     if delay < 0:
-        raise ValueError(f"delay must be >= 0, got {delay}")
+        raise InvalidInputError(f"delay must be >= 0, got {delay}")
     close = close.sort_index()
     by_inst = close.groupby(level="instrument")
     start, end = by_inst.shift(-delay), by_inst.shift(-1 - delay)
@@ -111,9 +113,9 @@ def _wide(s: pd.Series | pd.DataFrame, what: str) -> pd.DataFrame:
     if isinstance(s, pd.DataFrame):
         s = s.iloc[:, 0]
     if not isinstance(s.index, pd.MultiIndex) or s.index.nlevels != 2:
-        raise ValueError(f"{what} must be indexed by (datetime, instrument)")
+        raise InvalidInputError(f"{what} must be indexed by (datetime, instrument)")
     if s.index.has_duplicates:
-        raise ValueError(f"{what} has duplicate (datetime, instrument) keys")
+        raise InvalidInputError(f"{what} has duplicate (datetime, instrument) keys")
     return s.astype(float).unstack(level=1)
 
 
@@ -157,9 +159,9 @@ def backtest_topk_dropout(
         ``(datetime, instrument)`` with ``value`` and ``weight`` (share of the account).
     """
     if topk <= 0 or n_drop < 0:
-        raise ValueError(f"need topk > 0 and n_drop >= 0, got topk={topk}, n_drop={n_drop}")
+        raise InvalidInputError(f"need topk > 0 and n_drop >= 0, got topk={topk}, n_drop={n_drop}")
     if not 0 < risk_degree <= 1:
-        raise ValueError(f"risk_degree must be in (0, 1], got {risk_degree}")
+        raise InvalidInputError(f"risk_degree must be in (0, 1], got {risk_degree}")
     scores = _wide(pred, "pred")
     rets = _wide(returns, "returns")
     names = scores.columns.union(rets.columns).sort_values()
@@ -168,7 +170,7 @@ def backtest_topk_dropout(
     scores = scores.reindex(index=dates, columns=names)
     realised = np.flatnonzero(rets.notna().any(axis=1).to_numpy())
     if len(realised) == 0:
-        raise ValueError("no date of pred has a realised return; check the returns' dates")
+        raise InvalidInputError("no date of pred has a realised return; check the returns' dates")
     if realised[-1] + 1 < len(dates):
         logger.info("backtest ends %s: later dates have no realised return", dates[realised[-1]])
     dates = dates[: realised[-1] + 1]
@@ -178,7 +180,9 @@ def backtest_topk_dropout(
         bench = benchmark.astype(float).reindex(dates)
         if bench.isna().any():
             missing = list(bench.index[bench.isna()][:3])
-            raise ValueError(f"benchmark has no return for {len(missing)}+ dates, e.g. {missing}")
+            raise InvalidInputError(
+                f"benchmark has no return for {len(missing)}+ dates, e.g. {missing}"
+            )
     score_arr, ret_arr = scores.to_numpy(), rets.to_numpy()
 
     held: dict[int, float] = {}  # instrument position -> market value, in buy order

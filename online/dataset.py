@@ -14,7 +14,7 @@ from tracker.errors import InvalidInputError
 Segment = tuple[pd.Timestamp | None, pd.Timestamp | None]
 
 
-def _timestamp(value: Any, where: str) -> pd.Timestamp | None:
+def parse_date(value: Any, where: str) -> pd.Timestamp | None:
     if value is None:
         return None
     try:
@@ -24,7 +24,9 @@ def _timestamp(value: Any, where: str) -> pd.Timestamp | None:
     return None if pd.isna(stamp) else stamp
 
 
-def _segments(segments: Mapping[str, Any]) -> dict[str, Segment]:
+def parse_segments(segments: Mapping[str, Any]) -> dict[str, Segment]:
+    """``{name: (start, end)}`` as timestamps (``None``: open); a malformed segment or a value
+    that is not a date raises InvalidInputError naming it."""
     if not isinstance(segments, Mapping) or not segments:
         raise InvalidInputError(
             "Dataset: segments must be a non-empty mapping such as "
@@ -35,7 +37,7 @@ def _segments(segments: Mapping[str, Any]) -> dict[str, Segment]:
         where = f"Dataset: segment {name!r}"
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
             raise InvalidInputError(f"{where} must be a (start, end) pair, got {pair!r}")
-        start, end = _timestamp(pair[0], where), _timestamp(pair[1], where)
+        start, end = parse_date(pair[0], where), parse_date(pair[1], where)
         if start is not None and end is not None and start > end:
             raise InvalidInputError(f"{where}: start {start:%Y-%m-%d} is after end {end:%Y-%m-%d}")
         out[str(name)] = (start, end)
@@ -56,7 +58,7 @@ class Dataset:
         self.handler: FeatureHandler = init_instance_by_config(
             handler, default_module="online.features", accept_types=FeatureHandler
         )
-        self.segments = _segments(segments)
+        self.segments = parse_segments(segments)
 
     def config(self, **kwargs: Any) -> Dataset:
         """Qlib's ``config(dump_all=False, ...)``: a no-op, since pickling never keeps data."""

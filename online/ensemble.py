@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from tracker.errors import InvalidInputError
+from tracker.errors import InvalidInputError, InvalidTypeError
 
 __all__ = [
     "AverageEnsemble",
@@ -196,7 +196,7 @@ def rolling_group_func(rolling_dict: Mapping[Any, Any]) -> dict[Any, dict[Any, A
     grouped: dict[Any, dict[Any, Any]] = {}
     for key, value in rolling_dict.items():
         if not isinstance(key, tuple) or not key:
-            raise TypeError(
+            raise InvalidTypeError(
                 f"RollingGroup: key {key!r} is not a non-empty tuple; use keys such as "
                 "(model_class, test_segment) with the rolling part last"
             )

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from tracker.errors import InvalidStateError
+from tracker.errors import InvalidInputError, InvalidStateError
 
 __all__ = ["LGBModel", "Model", "RidgeModel"]
 
@@ -51,14 +51,14 @@ def _training_frame(
     (Qlib's learn-time ``DropnaLabel``: such rows have nothing to learn from)."""
     df = dataset.prepare(segment, col_set="__all")
     if df.empty:
-        raise ValueError(f"the dataset's {segment!r} segment is empty; check its dates")
+        raise InvalidInputError(f"the dataset's {segment!r} segment is empty; check its dates")
     label = df["label"]
     if label.shape[1] != 1:
-        raise ValueError(f"one label column is supported, got {list(label.columns)}")
+        raise InvalidInputError(f"one label column is supported, got {list(label.columns)}")
     y = label.iloc[:, 0].to_numpy(dtype=float)
     keep = ~np.isnan(y)
     if not keep.any():
-        raise ValueError(f"every label of the {segment!r} segment is NaN")
+        raise InvalidInputError(f"every label of the {segment!r} segment is NaN")
     df = df[keep]
     weights = None
     if reweighter is not None:
@@ -75,7 +75,7 @@ def _features(dataset: Any, segment: str, columns: list[Any]) -> pd.DataFrame:
     x = dataset.prepare(segment, col_set="feature")
     missing = [c for c in columns if c not in x.columns]
     if missing:
-        raise ValueError(f"segment {segment!r} lacks the trained feature columns {missing}")
+        raise InvalidInputError(f"segment {segment!r} lacks the trained feature columns {missing}")
     return x[columns]
 
 
@@ -101,7 +101,7 @@ class LGBModel(Model):
         **lgb_params: Any,
     ) -> None:
         if loss not in {"mse", "binary"}:
-            raise NotImplementedError(f"loss {loss!r} is not supported; use 'mse' or 'binary'")
+            raise InvalidInputError(f"loss {loss!r} is not supported; use 'mse' or 'binary'")
         self.loss = loss
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
@@ -136,14 +136,17 @@ class LGBModel(Model):
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         evals: dict[str, Any] = {}
         callbacks.append(lgb.record_evaluation(evals))
-        self.model = lgb.train(
-            self.params,
-            train,
-            num_boost_round=self.num_boost_round,
-            valid_sets=sets,
-            valid_names=names,
-            callbacks=callbacks,
-        )
+        try:
+            self.model = lgb.train(
+                self.params,
+                train,
+                num_boost_round=self.num_boost_round,
+                valid_sets=sets,
+                valid_names=names,
+                callbacks=callbacks,
+            )
+        except lgb.basic.LightGBMError as e:  # its parameters are checked only here
+            raise InvalidInputError(f"LGBModel: LightGBM refused its parameters: {e}") from e
         self.evals_result = {k: {m: list(v) for m, v in d.items()} for k, d in evals.items()}
 
     @property
@@ -169,7 +172,7 @@ class RidgeModel(Model):
 
     def __init__(self, alpha: float = 1.0, seed: int = 0, fit_intercept: bool = True) -> None:
         if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+            raise InvalidInputError(f"alpha must be >= 0, got {alpha}")
         self.alpha = float(alpha)
         self.seed = seed
         self.fit_intercept = fit_intercept
@@ -181,7 +184,9 @@ class RidgeModel(Model):
         x_df, y, w = _training_frame(dataset, "train", reweighter)
         x = x_df.to_numpy(dtype=float)
         if not np.isfinite(x).all():
-            raise ValueError("RidgeModel needs finite features; the train segment has NaN/inf")
+            raise InvalidInputError(
+                "RidgeModel needs finite features; the train segment has NaN/inf"
+            )
         w = np.ones(len(y)) if w is None else w
         if self.fit_intercept:
             x_mean = np.average(x, axis=0, weights=w)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from online.analysis import calc_ic, calc_long_short_return, risk_analysis, safe_div
 from online.backtest import backtest_topk_dropout, from_qlib_config
-from tracker.errors import LoadObjectError
+from tracker.errors import InvalidInputError, LoadObjectError
 
 __all__ = ["ACRecordTemp", "PortAnaRecord", "RecordTemp", "SigAnaRecord", "SignalRecord"]
 
@@ -64,7 +64,7 @@ class RecordTemp(abc.ABC):
     @property
     def recorder(self) -> Any:
         if self._recorder is None:
-            raise ValueError(f"{type(self).__name__} has no recorder; pass recorder=… to it")
+            raise InvalidInputError(f"{type(self).__name__} has no recorder; pass recorder=… to it")
         return self._recorder
 
     @recorder.setter
@@ -178,7 +178,9 @@ class SignalRecord(RecordTemp):
 
     def generate(self, **kwargs: Any) -> None:
         if self.model is None or self.dataset is None:
-            raise ValueError("SignalRecord needs model= and dataset= to generate predictions")
+            raise InvalidInputError(
+                "SignalRecord needs model= and dataset= to generate predictions"
+            )
         pred = self.model.predict(self.dataset)
         if isinstance(pred, pd.Series):
             pred = pred.to_frame("score")
@@ -308,14 +310,16 @@ class PortAnaRecord(ACRecordTemp):
         }
         settings.update(from_qlib_config(config or {}))
         if settings["benchmark"] is not None and not isinstance(settings["benchmark"], pd.Series):
-            raise ValueError(
+            raise InvalidInputError(
                 f"PortAnaRecord: benchmark must be a Series of daily returns or None (the "
                 f"equal-weighted universe), not {settings['benchmark']!r}"
             )
         freqs = [risk_analysis_freq] if isinstance(risk_analysis_freq, str) else risk_analysis_freq
         for freq in freqs or []:
             if freq not in ("day", "1day", "1d"):
-                raise ValueError(f"PortAnaRecord: only daily analysis is supported, not {freq!r}")
+                raise InvalidInputError(
+                    f"PortAnaRecord: only daily analysis is supported, not {freq!r}"
+                )
         self.start_time = settings.pop("start_time")
         self.end_time = settings.pop("end_time")
         self.backtest_kwargs = settings

@@ -51,6 +51,7 @@ from tracker.errors import (
     TrackerError,
 )
 from tracker.manager import ExpManager, now_ms
+from tracker.uri import mask
 
 __all__ = [
     "STATUS_DONE",
@@ -125,7 +126,7 @@ class TaskManager:
         q.ensure_table(self.db)
 
     def __repr__(self) -> str:
-        return f"TaskManager(task_pool={self.pool!r}, uri={self.manager.uri!r})"
+        return f"TaskManager(task_pool={self.pool!r}, uri={mask(self.manager.uri)!r})"
 
     # --------------------------------------------------------------------------------- create
 

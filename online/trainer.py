@@ -103,13 +103,18 @@ def _exe_task(task: Mapping[str, Any]) -> None:
 
 
 def task_train(
-    task_config: Mapping[str, Any], experiment_name: str, recorder_name: str | None = None
+    task_config: Mapping[str, Any],
+    experiment_name: str,
+    recorder_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> Recorder:
-    """Train ``task_config`` in a new recorder of ``experiment_name``: params, ``task``,
-    ``params.pkl``, ``dataset``, then the records. The recorder ends FINISHED (FAILED if
-    anything raises, and the error propagates)."""
+    """Train ``task_config`` in a new recorder of ``experiment_name``: ``tags`` first (so a
+    failed run has them too), params, ``task``, ``params.pkl``, ``dataset``, then the records.
+    The recorder ends FINISHED (FAILED if anything raises, and the error propagates)."""
     task = copy.deepcopy(dict(task_config))
     with R.start(experiment_name=experiment_name, recorder_name=recorder_name) as recorder:
+        if tags:
+            R.set_tags(**tags)
         _log_task_info(task)
         _exe_task(task)
     return recorder

@@ -436,11 +436,12 @@ def end_in_processes(
     return [_recorder(exp, rec_id) for rec_id in ids]
 
 
-_WORKER = """
-import base64, pickle, sys
+_WORKER_ARGS = "TRACKER_WORKER_ARGS"
+_WORKER = f"""
+import base64, os, pickle
 import tracker
 from online.taskmanager import run_task
-a = pickle.loads(base64.b64decode(sys.argv[1]))
+a = pickle.loads(base64.b64decode(os.environ.pop({_WORKER_ARGS!r})))
 manager = tracker.connect(a["uri"], a["artifact_uri"])
 tracker.init(exp_manager=manager)
 run_task(a["func"], a["pool"], query=a["query"], before_status=a["before"],
@@ -465,12 +466,15 @@ def spawn_pool_workers(
     payload = base64.b64encode(pickle.dumps(args)).decode()
     root = str(Path(__file__).resolve().parents[1])  # so that `online` imports in the child
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    # The store URI (a password in it) through the environment: a command line is public,
+    # and runs record theirs.
+    env[_WORKER_ARGS] = payload
     with tempfile.TemporaryDirectory() as tmp:
         logs = [Path(tmp) / f"worker-{i}.log" for i in range(n)]
         procs = []
         for path in logs:
             with open(path, "w") as err:
-                cmd = [sys.executable, "-c", _WORKER, payload]
+                cmd = [sys.executable, "-c", _WORKER]
                 procs.append(subprocess.Popen(cmd, env=env, stdout=err, stderr=err))
         codes = [p.wait() for p in procs]
         failed = [(c, path.read_text()[-2000:]) for c, path in zip(codes, logs, strict=True) if c]

@@ -23,6 +23,7 @@ from cli.diff import change
 from cli.main import cli
 from cli.spark import NAN_MARK, POS_INF_MARK, TICKS, downsample, sparkline
 from tracker import RunStatus
+from tracker.entities import Metric
 
 OLD_MS = int(time.time() * 1000) - 3_600_000  # an hour ago: long past the stale threshold
 PATCH_A = "diff --git a/train.py b/train.py\n-lr = 0.1\n+lr = 0.05\n"
@@ -210,6 +211,71 @@ def test_ls_filter_sort_limit_columns(store):
     assert "deleted-one  deleted" in all_runs
     by_id = ok(store.invoke("ls", "2", "--columns", "name")).stdout  # an experiment id
     assert by_id.split() == ["name", "gru"]
+
+
+@pytest.fixture
+def many(tmp_path) -> Store:
+    """60 finished runs, newest last; only the oldest logged the metric ``rare``."""
+    manager = tracker.connect(tmp_path / "many")
+    exp_id = manager.get_or_create_experiment("many").experiment_id
+    runs = {}
+    for i in range(60):
+        info = manager.create_run(exp_id, f"run{i:02d}", start_time=OLD_MS + i)
+        metrics = [Metric("IC", i / 100, 0, OLD_MS + i)] + (
+            [Metric("rare", 1.0, 0, OLD_MS)] if i == 0 else []
+        )
+        manager.log_batch(info.run_id, params={"seed": str(i)}, metrics=metrics)
+        manager.update_run(info.run_id, status=RunStatus.FINISHED, end_time=OLD_MS + i + 1)
+        runs[info.name] = info.run_id
+    yield Store(str(tmp_path / "many"), manager, runs)
+    manager.close()
+
+
+def test_ls_machine_readable_output_is_complete(many):
+    result = ok(many.invoke("ls", "many", "--json"))
+    assert len(json.loads(result.stdout)) == 60 and result.stderr == ""
+    rows = list(csv.DictReader(io.StringIO(ok(many.invoke("ls", "many", "--csv")).stdout)))
+    assert [r["name"] for r in rows] == [f"run{i:02d}" for i in range(59, -1, -1)]
+    md = ok(many.invoke("ls", "many", "--md")).stdout.splitlines()
+    assert len(md) == 2 + 60 and "run00" in md[-1]
+    limited = ok(many.invoke("ls", "many", "--json", "--limit", "5"))
+    assert len(json.loads(limited.stdout)) == 5
+    assert "showing the newest 5 of 60 runs, 55 more" in limited.stderr  # never silent
+
+
+def test_ls_table_pages_and_says_how_many_more(many):
+    result = ok(many.invoke("ls", "many", "--columns", "name"))
+    assert result.stdout.split()[1:] == [f"run{i:02d}" for i in range(59, 9, -1)]
+    assert "(showing the newest 50 of 60 runs, 10 more; --limit 0 shows all" in result.stderr
+    assert "--json" in result.stderr
+    everything = ok(many.invoke("ls", "many", "--columns", "name", "--limit", "0"))
+    assert len(everything.stdout.split()) == 61 and everything.stderr == ""
+    first = ok(
+        many.invoke("ls", "many", "--columns", "name", "--sort", "metrics.IC", "--limit", "3")
+    )
+    assert first.stdout.split() == ["name", "run00", "run01", "run02"]
+    assert "showing the first 3 of 60 runs, 57 more" in first.stderr
+
+
+def test_ls_warns_about_unknown_keys(many):
+    unknown = "no run of 'many' has the"
+    cases = [
+        (("--sort", "-metrics.ICC"), f"--sort: {unknown} metric 'ICC'; did you mean 'IC'?"),
+        (("--metrics", "IC,bogus"), f"--metrics: {unknown} metric 'bogus'"),
+        (("--params", "sede"), f"--params: {unknown} param 'sede'; did you mean 'seed'?"),
+        (("--columns", "name,tags.stage"), f"--columns: {unknown} tag 'stage'"),
+    ]
+    for args, warning in cases:
+        result = ok(many.invoke("ls", "many", *args))
+        lines = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert len(lines) == 1 and warning in lines[0], result.stderr
+    listed = ok(many.invoke("ls", "many", "--metrics", "x", "--limit", "0")).stderr
+    assert "(the metrics of the runs shown: IC, rare)" in listed
+    # A key that only runs beyond the page have is known: no warning.
+    rare = ok(many.invoke("ls", "many", "--columns", "name,metrics.rare", "--limit", "3"))
+    assert "warning" not in rare.stderr
+    quiet = ok(many.invoke("ls", "many", "--sort", "-metrics.IC", "--metrics", "*", "--limit", "1"))
+    assert "warning" not in quiet.stderr
 
 
 def test_ls_errors(store):

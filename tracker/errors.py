@@ -13,7 +13,8 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     ├── AlreadyExistsError
     ├── InvalidInputError (ValueError)
     │   ├── InvalidQueryError      carries .query and .position
-    │   └── InvalidArtifactPath
+    │   ├── InvalidArtifactPath
+    │   └── InvalidTypeError (also TypeError)
     ├── InvalidStateError (RuntimeError)
     │   ├── InvalidTransition
     │   └── ImportConflict
@@ -81,6 +82,10 @@ class InvalidQueryError(InvalidInputError):
 
 class InvalidArtifactPath(InvalidInputError):
     """An artifact path is absolute, empty or climbs out of the run."""
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """A value given to tracker has the wrong type (a string where a number belongs)."""
 
 
 class InvalidStateError(TrackerError, RuntimeError):

@@ -27,6 +27,7 @@ from tracker.entities import (
     ViewType,
 )
 from tracker.errors import ExperimentNotFound, InvalidInputError
+from tracker.uri import mask
 from tracker.validation import check_key, check_name, metric_step, metric_value, text_items
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ class ExpManager(abc.ABC):
         self._artifacts: ArtifactStore | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(uri={self.uri!r}, artifact_uri={self.artifact_uri!r})"
+        artifacts = None if self.artifact_uri is None else mask(self.artifact_uri)
+        return f"{type(self).__name__}(uri={mask(self.uri)!r}, artifact_uri={artifacts!r})"
 
     # ----------------------------------------------------------------- abstract core: experiments
 
@@ -211,7 +213,7 @@ class ExpManager(abc.ABC):
 
             if self.artifact_uri is None:
                 raise InvalidInputError(
-                    f"store {self.uri!r} has no artifact location: pass artifact_uri= "
+                    f"store {mask(self.uri)!r} has no artifact location: pass artifact_uri= "
                     "(a path, s3://bucket/prefix, gs://…) or set TRACKER_ARTIFACT_URI"
                 )
             self._artifacts = ArtifactStore(self.artifact_uri, self.storage_options)

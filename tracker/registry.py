@@ -51,20 +51,22 @@ def scheme_of(uri: str) -> str:
 def get_backend_class(uri: str) -> type:
     """The backend class for a resolved URI; ``postgresql+psycopg`` falls back to
     ``postgresql``, ``mlflow+sqlite`` to ``mlflow``."""
+    from tracker.uri import mask  # not at the top: tracker.uri imports this module
+
     _load_entry_points()
     scheme = scheme_of(uri)
     spec = _registry.get(scheme) or _registry.get(scheme.split("+", 1)[0])
     if spec is None:
         known = ", ".join(sorted(_registry))
         raise UnsupportedURIError(
-            f"unknown store scheme {scheme!r} in {uri!r}; registered: {known} "
+            f"unknown store scheme {scheme!r} in {mask(uri)!r}; registered: {known} "
             "(a plain directory path also works)"
         )
     if isinstance(spec, type):
         return spec
     for module in spec.requires:
         if importlib.util.find_spec(module) is None:
-            raise BackendUnavailable(f"{uri!r} needs the {module!r} package: {spec.hint}")
+            raise BackendUnavailable(f"{mask(uri)!r} needs the {module!r} package: {spec.hint}")
     module_name, _, attr = spec.target.partition(":")
     try:
         cls: type = getattr(importlib.import_module(module_name), attr)

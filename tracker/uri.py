@@ -8,6 +8,7 @@ is a local store holding ``tracker.db`` and ``artifacts/``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,22 @@ from tracker.registry import scheme_of
 STORE_DIR = ".tracker"
 DB_NAME = "tracker.db"
 ARTIFACT_DIR = "artifacts"
+MASK = "***"
+
+# The password of ``scheme://user:password@host``: greedy up to the last "@" of the authority,
+# so a password holding "@" is masked whole.
+_USERINFO_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^/?#\s]*(?=@)")
+# ``?password=…`` in a URL query and ``password=…`` in a libpq keyword string.
+_KEY_PASSWORD = re.compile(r"(?i)((?<![\w.-])(?:password|passwd|pwd)\s*=\s*)('[^']*'|[^&\s'\"]+)")
+
+
+def mask(text: str) -> str:
+    """``text`` with the password of every URI in it (and every ``password=`` value) replaced
+    by ``***``; everything else is kept. Use it wherever a URI or a driver's message may be
+    shown: errors, logs, reprs, command output. ``R.get_uri()`` still returns what was given.
+    """
+    text = _USERINFO_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+    return _KEY_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
 
 
 @dataclass(frozen=True)
@@ -67,14 +84,14 @@ def _normalise(raw: str, artifact_uri: str | None) -> Location:
         path = raw.split(":///", 1)[1] if ":///" in raw else ""
         if not path or path == ":memory:":
             raise ConfigError(
-                f"{raw!r} is an in-memory database, which other processes cannot see; "
+                f"{mask(raw)!r} is an in-memory database, which other processes cannot see; "
                 "give a file path such as sqlite:///runs/tracker.db"
             )
         db = Path(path).expanduser().resolve()
         return Location(f"sqlite:///{db}", artifact_uri or str(db.parent / ARTIFACT_DIR))
     if scheme.startswith("postgres") and artifact_uri is None:
         raise ConfigError(
-            f"{raw!r} keeps metadata on a server, so artifacts need a shared place too: "
+            f"{mask(raw)!r} keeps metadata on a server, so artifacts need a shared place too: "
             "pass artifact_uri= (e.g. s3://bucket/tracker) or set TRACKER_ARTIFACT_URI"
         )
     return Location(raw, artifact_uri)
@@ -89,6 +106,8 @@ def _strip_file_scheme(raw: str) -> str:
         # file://host/path: only an empty host or localhost is local
         host, _, path = rest.partition("/")
         if host not in ("", "localhost"):
-            raise ConfigError(f"{raw!r} names a remote host; use a local path or a server URI")
+            raise ConfigError(
+                f"{mask(raw)!r} names a remote host; use a local path or a server URI"
+            )
         rest = "/" + path
     return rest

@@ -234,6 +234,8 @@ def test_two_worker_processes(store, kind):
     assert all("pred.pkl" in r.list_artifacts() for r in recs)
     task_ids = {r.list_tags().get("tracker.task_id") for r in recs}
     assert kind == "DelayTrainerR" or len(task_ids) == 3  # every run came from the queue
+    if kind == "TrainerRM":  # runs made by the workers record a command line without the store
+        assert {r.list_params()["cmd-sys.argv"] for r in recs} == {"-c"}
 
 
 def test_simulate_with_rm_delay_trainer_matches(store):

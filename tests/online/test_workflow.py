@@ -3,6 +3,7 @@ data, against a real store."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,7 @@ def test_tracker_batch_parallel_table(tmp_path):
             str(tmp_path / "out"),
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # some runs failed
     table = (tmp_path / "out" / "table.md").read_text().splitlines()
     assert table[0] == (
         "| Model Name | Dataset | IC | ICIR | Rank IC | Rank ICIR | Annualized Return "
@@ -189,6 +190,43 @@ def test_tracker_batch_parallel_table(tmp_path):
     assert len(manager.get_exp(experiment_name="ridge", create=False).list_recorders()) == 2
     assert "4 of 6 runs finished" in result.stderr  # the failures did not stop the others
     assert "FAILED broken seed 0" in result.stderr and "FAILED broken seed 1" in result.stderr
+    assert "bogus_argument" in result.stderr and "Error: 2 of 6 runs failed" in result.stderr
+
+
+@pytest.mark.slow
+def test_tracker_batch_averages_only_its_own_runs(tmp_path):
+    store = str(tmp_path / "s")
+    earlier = write_config(tmp_path / "earlier.yaml", alpha=1000.0)
+    ran = CliRunner().invoke(cli, ["--uri", store, "run", str(earlier), "-e", "ridge"])
+    assert ran.exit_code == 0, ran.output  # an earlier run in the batch's experiment
+    config = write_config(tmp_path / "ridge.yaml")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["--uri", store, "batch", str(config), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    exp = tracker.connect(store).get_exp(experiment_name="ridge", create=False)
+    runs = exp.list_recorders(rtype="list")
+    (old,) = [r for r in runs if "model.kwargs.alpha" in r.list_params()]
+    (own,) = [r for r in runs if r != old]
+    ic, old_ic = own.list_metrics()["IC"], old.list_metrics()["IC"]
+    assert f"{ic:5.4f}" != f"{old_ic:5.4f}"  # averaging both would show
+    row = (out / "table.md").read_text().splitlines()[2].strip("| ").split(" | ")
+    assert row[2:4] == [f"{ic:5.4f}±0.00", f"{own.list_metrics()['ICIR']:5.4f}±0.00"]
+    batch_id = re.search(r"batch (\w+): 1 of 1 runs finished", result.stderr).group(1)
+    assert own.list_tags()["tracker.batch"] == batch_id and "tracker.batch" not in old.list_tags()
+
+
+@pytest.mark.slow
+def test_tracker_batch_fails_when_every_run_fails(tmp_path):
+    broken = write_config(tmp_path / "broken.yaml", bogus_argument=1)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["--uri", str(tmp_path / "s"), "batch", str(broken), "--times", "2", "-o", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "0 of 2 runs finished" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: 2 of 2 runs failed"]
+    assert len((out / "table.md").read_text().splitlines()) == 2  # the header only
 
 
 @pytest.mark.slow

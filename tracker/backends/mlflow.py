@@ -74,6 +74,7 @@ from tracker.errors import (
 )
 from tracker.manager import ExpManager, check_transition, now_ms
 from tracker.search import COMPARE_OPS, And, Comparison, Expr
+from tracker.uri import mask
 
 
 class MLflowLimitation(TrackerError, NotImplementedError):
@@ -118,7 +119,9 @@ class MLflowExpManager(ExpManager):
             )
         scheme, _, rest = uri.partition("+")
         if scheme.lower() != "mlflow" or not rest:
-            raise ConfigError(f"{uri!r} is not an MLflow URI such as mlflow+sqlite:///mlflow.db")
+            raise ConfigError(
+                f"{mask(uri)!r} is not an MLflow URI such as mlflow+sqlite:///mlflow.db"
+            )
         tracking, artifact_uri = _locate(rest, artifact_uri)
         super().__init__(uri, default_exp_name, artifact_uri)
         self.tracking_uri = tracking
@@ -165,7 +168,7 @@ class MLflowExpManager(ExpManager):
                 raise InvalidInputError(f"MLflow refused it: {message}") from e
             if code == "INVALID_STATE":
                 raise InvalidStateError(f"MLflow refused it: {message}") from e
-            raise StoreError(f"MLflow ({self.tracking_uri}): {message}") from e
+            raise StoreError(f"MLflow ({mask(self.tracking_uri)}): {mask(message)}") from e
 
     # ------------------------------------------------------------------------------ experiments
 
@@ -551,7 +554,7 @@ class MLflowExpManager(ExpManager):
         hard_delete = getattr(self.client._tracking_client.store, "_hard_delete_run", None)
         if hard_delete is None:
             raise MLflowLimitation(
-                f"{self.tracking_uri} offers no permanent delete through MLflow's client: "
+                f"{mask(self.tracking_uri)} offers no permanent delete through MLflow's client: "
                 "delete the run (soft) and run `mlflow gc` against the server's backend store"
             )
         return hard_delete  # type: ignore[no-any-return]
@@ -724,7 +727,7 @@ def _locate(tracking: str, artifact_uri: str | None) -> tuple[str, str | None]:
         artifact_uri = None  # the server decides
     elif artifact_uri is None:
         raise ConfigError(
-            f"{tracking!r} keeps metadata on a server, so artifacts need a shared place too: "
+            f"{mask(tracking)!r} keeps metadata on a server, so artifacts need a shared place too: "
             "pass artifact_uri= (e.g. s3://bucket/mlflow) or set TRACKER_ARTIFACT_URI"
         )
     return tracking, artifact_uri

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tracker.entities import Lifecycle, Metric, RunStatus
 from tracker.migrate import SOURCE_ID_TAG, MigrationError, RunContent, SourceRun
+from tracker.uri import mask
 
 _MAX = sys.float_info.max  # what MLflow writes for inf
 
@@ -44,7 +45,7 @@ def engine_url(url: str) -> str:
     if url.startswith("sqlite:"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if not path or path == ":memory:" or not os.path.isfile(path):
-            raise MigrationError(f"{url!r}: no such SQLite file")
+            raise MigrationError(f"{mask(url)!r}: no such SQLite file")
         return f"sqlite:///file:{os.path.abspath(path)}?mode=ro&uri=true"
     scheme, rest = url.split(":", 1)
     if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg2") is None:
@@ -61,7 +62,9 @@ class MLflowDatabase:
             self.engine: Engine = create_engine(engine_url(url))
             tables = set(inspect(self.engine).get_table_names())
         except (SQLAlchemyError, ImportError) as e:
-            raise MigrationError(f"cannot open the MLflow database {url!r}: {e}") from e
+            raise MigrationError(
+                f"cannot open the MLflow database {mask(url)!r}: {mask(str(e))}"
+            ) from e
         need = {"experiments", "runs", "params", "tags", "metrics"}
         cols = {t: {c["name"] for c in inspect(self.engine).get_columns(t)} for t in need & tables}
         missing = sorted(need - tables) + [
@@ -72,7 +75,7 @@ class MLflowDatabase:
         if missing:
             self.engine.dispose()
             raise MigrationError(
-                f"{url!r} is not an MLflow tracking database: it has no {', '.join(missing)}"
+                f"{mask(url)!r} is not an MLflow tracking database: it has no {', '.join(missing)}"
             )
         # Old schemas (MLflow < 1.2) have no step / is_nan columns.
         self._metric_cols = cols["metrics"]

@@ -18,7 +18,8 @@ from sqlalchemy.pool import NullPool
 
 from tracker.backends.sql import migrations
 from tracker.backends.sql.models import SCHEMA_VERSION, SchemaRow, metadata
-from tracker.errors import SchemaVersionError, StoreError
+from tracker.errors import BackendUnavailable, ConfigError, SchemaVersionError, StoreError
+from tracker.uri import mask
 
 BUSY_TIMEOUT_S = 60.0
 # Any constant: serialises schema creation and upgrades between processes on PostgreSQL.
@@ -74,7 +75,7 @@ class Database:
         _check_not_newer(found, self.url)
         if found is not None and not upgrade:
             raise SchemaVersionError(
-                f"store {self.url!r} has schema v{found}, this tracker expects "
+                f"store {mask(self.url)!r} has schema v{found}, this tracker expects "
                 f"v{SCHEMA_VERSION}: run `tracker db upgrade` (or open it with upgrade=True)"
             )
         self.upgrade()
@@ -105,7 +106,7 @@ class Database:
 def _check_not_newer(found: int | None, url: str) -> None:
     if found is not None and found > SCHEMA_VERSION:
         raise SchemaVersionError(
-            f"store {url!r} has schema v{found}, written by a newer tracker than this one "
+            f"store {mask(url)!r} has schema v{found}, written by a newer tracker than this one "
             f"(v{SCHEMA_VERSION}): upgrade tracker (pip install -U tracker) to open it"
         )
 
@@ -123,20 +124,33 @@ def _read_version(conn: Connection) -> int | None:
 
 @contextmanager
 def _translate() -> Iterator[None]:
-    """Map driver errors onto StoreError; tracker's own errors pass through."""
+    """Map driver errors onto StoreError, on one line and with any password masked (drivers
+    may quote the connection string); tracker's own errors pass through."""
     try:
         yield
     except exc.DBAPIError as e:
-        raise StoreError(f"database error: {e.orig}") from e
+        raise StoreError(f"database error: {_one_line(e.orig)}") from e
     except exc.SQLAlchemyError as e:
-        raise StoreError(f"database error: {e}") from e
+        raise StoreError(f"database error: {_one_line(e)}") from e
+
+
+def _one_line(error: BaseException) -> str:
+    return mask(" ".join(str(error).split()))
 
 
 def _make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    return create_engine(url, **kwargs)
+    """The engine for ``url``; a URL SQLAlchemy cannot use (a bad port, an unknown or missing
+    driver) is a ConfigError naming it, its password masked."""
+    try:
+        if url.startswith("sqlite"):
+            return _sqlite_engine(url)
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"{mask(url)!r} needs the database driver {e.name or e}: pip install it"
+        ) from e
+    except (exc.ArgumentError, ValueError) as e:
+        raise ConfigError(f"{mask(url)!r} is not a usable database URL: {_one_line(e)}") from e
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -31,6 +31,7 @@ from tracker.errors import (
     InvalidStateError,
     RunNotFound,
     SchemaVersionError,
+    StoreError,
 )
 from tracker.manager import ExpManager
 
@@ -56,14 +57,14 @@ class SQLiteReader(ExpManager):
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(uri, default_exp_name, artifact_uri, storage_options)
-        path = Path(uri.split(":///", 1)[1])
+        path = self.path = Path(uri.split(":///", 1)[1])
         if not path.is_file():
             raise ConfigError(f"no tracker store at {path}")
         self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         try:
             row = self.conn.execute("SELECT version FROM tracker_schema").fetchone()
         except sqlite3.DatabaseError as e:
-            raise ConfigError(f"{path} is not a tracker store: {e}") from e
+            raise ConfigError(f"{path} is not a tracker store: {e}{_damage_hint(e, path)}") from e
         if row is None or row[0] != SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"store {uri!r} has schema v{row and row[0]}, this tracker reads "
@@ -74,7 +75,10 @@ class SQLiteReader(ExpManager):
         self.conn.close()
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        return self.conn.execute(sql, args).fetchall()
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as e:  # a damaged page surfaces only when it is read
+            raise StoreError(f"{self.path}: database error: {e}{_damage_hint(e, self.path)}") from e
 
     # ------------------------------------------------------------------------------ experiments
 
@@ -248,6 +252,15 @@ class SQLiteReader(ExpManager):
 
     create_experiment = set_experiment_lifecycle = create_run = update_run = _read_only
     log_batch = delete_tags = delete_run_permanently = record_artifacts = _read_only
+
+
+def _damage_hint(error: sqlite3.DatabaseError, path: Path) -> str:
+    if "malformed" not in str(error):
+        return ""
+    return (
+        f"; the file is damaged: check it with `sqlite3 {path} 'PRAGMA integrity_check'` and "
+        "restore it from a backup (or `sqlite3 … .recover`)"
+    )
 
 
 def _marks(items: Iterable[Any]) -> str:
