@@ -234,11 +234,13 @@ def gc_candidates(
     help="Only runs whose last activity (end, heartbeat or start) is older than this, "
     "e.g. 30d, 12h, 45m.",
 )
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_obj
-def gc(obj: Context, dry_run: bool, older_than: int | None, as_json: bool) -> None:
+def gc(obj: Context, dry_run: bool, older_than: int | None, yes: bool, as_json: bool) -> None:
     """Permanently remove soft-deleted runs, and the runs of deleted experiments, with their
-    artifact files (files first, then rows). This cannot be undone.
+    artifact files (files first, then rows). This cannot be undone: asks for confirmation
+    unless --yes (which is required when stdin is not a terminal).
 
     Sizes come from the runs' artifact manifests. Deleted runs still RUNNING with a fresh
     heartbeat are left alone. The rows of deleted experiments are kept (empty), so their
@@ -252,10 +254,13 @@ def gc(obj: Context, dry_run: bool, older_than: int | None, as_json: bool) -> No
         runs.append(
             _run_dict(info, names, files=len(entries), bytes=sum(e.size for e in entries), why=why)
         )
-    if not dry_run:
+    total = sum(r["bytes"] for r in runs)
+    if not dry_run and picked:
+        if not yes:
+            click.echo(_listing([info for info, _ in picked], names), err=True)
+        _confirm(f"Permanently remove {len(runs)} run(s) ({fmt_bytes(total)} of artifacts)?", yes)
         for info, _ in picked:
             manager.purge_run(info.run_id)
-    total = sum(r["bytes"] for r in runs)
     if as_json:
         emit_json(
             {

@@ -187,7 +187,7 @@ def test_gc_dry_run_then_real(store):
     assert "Would remove 1 run(s)" in out and store.r1[:12] in out
 
     folder = artifact_dir(store, store.r1)
-    out = ok(invoke(store.path, "gc")).stdout
+    out = ok(invoke(store.path, "gc", "--yes")).stdout
     assert "Removed 1 run(s)" in out
     with pytest.raises(tracker.RunNotFound):
         m.get_run_info(store.r1)
@@ -202,7 +202,7 @@ def test_gc_removes_runs_of_deleted_experiments(store):
     m = store.manager
     exp_id = m.get_run_info(store.b1).experiment_id
     ok(invoke(store.path, "rm", "-y", "-e", "B"))
-    data = json.loads(ok(invoke(store.path, "gc", "--json")).stdout)
+    data = json.loads(ok(invoke(store.path, "gc", "--yes", "--json")).stdout)
     assert [r["run_id"] for r in data["runs"]] == [store.b1]
     assert data["runs"][0]["why"] == "experiment deleted" and data["bytes"] > 0
     assert m.search_run_infos([exp_id], view=ViewType.ALL) == []
@@ -214,7 +214,7 @@ def test_gc_older_than_and_live_runs(store):
     ok(invoke(store.path, "rm", "-y", store.r1, store.r2))
     old = now_ms() - 40 * 24 * HOUR_MS
     m.update_run(store.r2, start_time=old, end_time=old, heartbeat=old)
-    data = json.loads(ok(invoke(store.path, "gc", "--older-than", "30d", "--json")).stdout)
+    data = json.loads(ok(invoke(store.path, "gc", "-y", "--older-than", "30d", "--json")).stdout)
     assert [r["run_id"] for r in data["runs"]] == [store.r2]
     assert lifecycle(store, store.r1) is Lifecycle.DELETED  # too recent: kept
     failed(invoke(store.path, "gc", "--older-than", "30x"), 2, "not a duration")
@@ -223,9 +223,31 @@ def test_gc_older_than_and_live_runs(store):
     exp = m.get_experiment_by_name("A").experiment_id
     live = m.create_run(exp, "live", RunStatus.RUNNING).run_id
     m.delete_run(live)
-    data = json.loads(ok(invoke(store.path, "gc", "--json")).stdout)
+    data = json.loads(ok(invoke(store.path, "gc", "--yes", "--json")).stdout)
     assert [r["run_id"] for r in data["runs"]] == [store.r1]
     assert data["skipped_running"] == [live] and m.get_run_info(live)
+
+
+def test_gc_needs_confirmation_without_a_terminal(store):
+    ok(invoke(store.path, "rm", "-y", store.r1))
+    result = failed(invoke(store.path, "gc"), 1, "pass --yes", "not a terminal")
+    assert store.r1[:12] in result.stderr and "Permanently remove 1 run(s)" in result.stderr
+    failed(invoke(store.path, "gc", "--json"), 1, "pass --yes")
+    assert lifecycle(store, store.r1) is Lifecycle.DELETED  # nothing was removed
+    assert artifact_dir(store, store.r1).is_dir()
+    assert "Would remove 1 run(s)" in ok(invoke(store.path, "gc", "--dry-run")).stdout
+    assert "Removed 0 run(s)" in ok(invoke(store.path, "gc", "--older-than", "30d")).stdout
+
+
+def test_gc_prompt_on_a_terminal(store, monkeypatch):
+    monkeypatch.setattr("cli.manage._stdin_is_tty", lambda: True)
+    ok(invoke(store.path, "rm", "-y", store.r1))
+    result = failed(invoke(store.path, "gc", input="n\n"), 1, "nothing was changed")
+    assert "Permanently remove 1 run(s)" in result.stderr and result.stdout == ""
+    assert lifecycle(store, store.r1) is Lifecycle.DELETED
+    assert "Removed 1 run(s)" in ok(invoke(store.path, "gc", input="y\n")).stdout
+    with pytest.raises(tracker.RunNotFound):
+        store.manager.get_run_info(store.r1)
 
 
 # -------------------------------------------------------------------------------------- reap
