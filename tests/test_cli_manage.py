@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -79,6 +80,10 @@ def store(tmp_path) -> Store:
     b1.save_objects(**{"model.pkl": list(range(100))})
     b1.end_run()
     return Store(tmp_path / "s", rec.id, r2.id, b1.id)
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def lifecycle(store: Store, run_id: str) -> Lifecycle:
@@ -248,6 +253,67 @@ def test_gc_prompt_on_a_terminal(store, monkeypatch):
     assert "Removed 1 run(s)" in ok(invoke(store.path, "gc", input="y\n")).stdout
     with pytest.raises(tracker.RunNotFound):
         store.manager.get_run_info(store.r1)
+
+
+# ------------------------------------------------------------------------------------ verify
+
+
+def damage(store: Store) -> dict[str, str]:
+    """One of each mismatch in run r1 (pred.pkl, sub/x.json) and b1 (model.pkl)."""
+    r1, b1 = artifact_dir(store, store.r1), artifact_dir(store, store.b1)
+    (r1 / "pred.pkl").write_bytes((r1 / "pred.pkl").read_bytes() + b"x")  # size
+    doc = (r1 / "sub" / "x.json").read_bytes()
+    (r1 / "sub" / "x.json").write_bytes(doc.replace(b'"v"', b'"w"'))  # same size
+    (r1 / "extra.txt").write_text("left by a killed save")  # unrecorded
+    (b1 / "model.pkl").unlink()  # missing
+    return {"pred.pkl": "size", "sub/x.json": "checksum", "extra.txt": "unrecorded"}
+
+
+def test_verify_reports_every_mismatch(store):
+    assert "0 mismatch(es)" in ok(invoke(store.path, "verify")).stdout
+    expected = damage(store)
+    result = failed(invoke(store.path, "verify"), 1)
+    assert "4 mismatch(es)" in result.stdout
+    for path, problem in expected.items():
+        assert re.search(rf"{store.r1[:12]}\s+{re.escape(path)}\s+{problem}", result.stdout)
+    assert re.search(rf"{store.b1[:12]}\s+model.pkl\s+missing", result.stdout)
+
+    data = json.loads(failed(invoke(store.path, "verify", store.r1, "--json"), 1).stdout)
+    assert data["runs"] == 1 and data["files"] == 3
+    found = {m["path"]: m for m in data["mismatches"]}
+    assert {p: m["problem"] for p, m in found.items()} == expected
+    pred = artifact_dir(store, store.r1) / "pred.pkl"
+    assert found["pred.pkl"]["stored"]["checksum"] == sha(pred.read_bytes())
+    assert found["pred.pkl"]["recorded"]["size"] == pred.stat().st_size - 1
+    assert found["extra.txt"]["recorded"] is None and not found["extra.txt"]["repaired"]
+    assert "0 mismatch(es)" in ok(invoke(store.path, "verify", store.r2)).stdout
+
+
+def test_verify_repair(store):
+    expected = damage(store)
+    data = json.loads(ok(invoke(store.path, "verify", "--repair", "--json")).stdout)
+    assert all(m["repaired"] for m in data["mismatches"]) and len(data["mismatches"]) == 4
+    assert "0 mismatch(es)" in ok(invoke(store.path, "verify")).stdout
+    m = store.manager
+    r1 = artifact_dir(store, store.r1)
+    entries = {e.path: e for e in m.list_artifact_entries(store.r1)}
+    assert set(entries) == {"pred.pkl", "sub/x.json", "extra.txt"} == set(expected)
+    for path, entry in entries.items():
+        data = (r1 / path).read_bytes()
+        assert (entry.size, entry.checksum) == (len(data), sha(data))
+    assert m.list_artifact_entries(store.b1) == []
+    rec = m.get_exp(experiment_name="A").get_recorder(recorder_id=store.r1)
+    assert rec.load_object("sub/x.json") == {"k": "w"}
+
+
+def test_verify_does_not_repair_a_live_run(store):
+    m = store.manager
+    exp = m.get_experiment_by_name("A").experiment_id
+    live = m.create_run(exp, "live", RunStatus.RUNNING)
+    m.artifacts.put_bytes(live.artifact_prefix, "half-saved.bin", b"stored, not yet recorded")
+    result = failed(invoke(store.path, "verify", "--repair", live.run_id), 1)
+    assert "still running, not repaired" in result.stderr and "0 repaired" in result.stdout
+    assert m.list_artifact_entries(live.run_id) == []
 
 
 # -------------------------------------------------------------------------------------- reap
@@ -487,7 +553,7 @@ def test_failed_import_leaves_no_half_run(store, exported, tmp_path, monkeypatch
 
 
 def test_every_command_and_option_has_help():
-    for name in ("rm", "restore", "gc", "reap", "export", "import"):
+    for name in ("rm", "restore", "gc", "reap", "verify", "export", "import"):
         command = cli.commands[name]
         assert command.help
         for param in command.params:
