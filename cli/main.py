@@ -123,9 +123,9 @@ cli.add_command(show.show)
 cli.add_command(diff.diff)
 
 from cli.bundle import export, import_  # noqa: E402
-from cli.manage import gc, reap, restore, rm  # noqa: E402
+from cli.manage import gc, reap, restore, rm, verify  # noqa: E402
 
-for _command in (rm, restore, gc, reap, export, import_):
+for _command in (rm, restore, gc, reap, verify, export, import_):
     cli.add_command(_command)
 
 from cli.mlflow_io import export_group, import_group  # noqa: E402

@@ -1,18 +1,27 @@
 """Housekeeping commands that change a store: ``rm`` / ``restore`` (soft deletion), ``gc``
-(remove soft-deleted runs and their files for good) and ``reap`` (fail runs whose process died)."""
+(remove soft-deleted runs and their files for good), ``reap`` (fail runs whose process died)
+and ``verify`` (check, and repair, the artifact manifest against the stored files)."""
 
 from __future__ import annotations
 
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import click
 
 from cli.context import Context
 from cli.output import emit_json, emit_table, fmt_bytes, fmt_time, plain
-from tracker.entities import ExperimentInfo, Lifecycle, RunInfo, RunStatus, ViewType
+from tracker.entities import (
+    ArtifactEntry,
+    ExperimentInfo,
+    Lifecycle,
+    RunInfo,
+    RunStatus,
+    ViewType,
+)
 from tracker.errors import ExperimentNotFound
 from tracker.manager import DEFAULT_STALE_AFTER, ExpManager, now_ms
 
@@ -198,6 +207,12 @@ def _last_activity(info: RunInfo) -> int:
     return max(t for t in (info.start_time, info.end_time, info.heartbeat, 0) if t is not None)
 
 
+def _is_live(info: RunInfo) -> bool:
+    """RUNNING with a fresh heartbeat: a process may still be writing to the run."""
+    live_after = now_ms() - int(DEFAULT_STALE_AFTER * 1000)
+    return info.status is RunStatus.RUNNING and (info.heartbeat or 0) >= live_after
+
+
 def gc_candidates(
     manager: ExpManager, older_than_ms: int | None
 ) -> tuple[list[tuple[RunInfo, str]], list[RunInfo]]:
@@ -211,14 +226,13 @@ def gc_candidates(
     for info in manager.search_run_infos(None, view=ViewType.DELETED_ONLY):
         found.setdefault(info.run_id, (info, "run deleted"))
     now = now_ms()
-    live_after = now - int(DEFAULT_STALE_AFTER * 1000)
     picked, alive = [], []
     for info, why in found.values():
         # No deletion time is stored, so age is the run's last sign of life.
         if older_than_ms is not None and _last_activity(info) > now - older_than_ms:
             continue
         # A deleted run may still have a process writing to it: leave it until it ends.
-        if info.status is RunStatus.RUNNING and (info.heartbeat or 0) >= live_after:
+        if _is_live(info):
             alive.append(info)
             continue
         picked.append((info, why))
@@ -234,15 +248,20 @@ def gc_candidates(
     help="Only runs whose last activity (end, heartbeat or start) is older than this, "
     "e.g. 30d, 12h, 45m.",
 )
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_obj
-def gc(obj: Context, dry_run: bool, older_than: int | None, as_json: bool) -> None:
+def gc(obj: Context, dry_run: bool, older_than: int | None, yes: bool, as_json: bool) -> None:
     """Permanently remove soft-deleted runs, and the runs of deleted experiments, with their
-    artifact files (files first, then rows). This cannot be undone.
+    artifact files (files first, then rows), and the temp files of killed saves. This cannot be
+    undone: asks for confirmation unless --yes (which is required when stdin is not a terminal).
 
     Sizes come from the runs' artifact manifests. Deleted runs still RUNNING with a fresh
     heartbeat are left alone. The rows of deleted experiments are kept (empty), so their
-    names stay free and `tracker restore --experiment` gives back an empty experiment."""
+    names stay free and `tracker restore --experiment` gives back an empty experiment.
+
+    A temp file (.tracker-tmp-*, local artifact stores) is removed when the process that wrote
+    it is gone (same host) or it has not been written to for an hour."""
     manager = obj.manager
     names = _names(manager)
     picked, alive = gc_candidates(manager, older_than)
@@ -252,10 +271,23 @@ def gc(obj: Context, dry_run: bool, older_than: int | None, as_json: bool) -> No
         runs.append(
             _run_dict(info, names, files=len(entries), bytes=sum(e.size for e in entries), why=why)
         )
-    if not dry_run:
+    temps = manager.artifacts.stale_temp_files()
+    total, temp_total = sum(r["bytes"] for r in runs), sum(size for _, size in temps)
+    if not dry_run and (picked or temps):
+        if not yes:
+            if picked:
+                click.echo(_listing([info for info, _ in picked], names), err=True)
+            if temps:
+                click.echo(_temp_listing(temps), err=True)
+        _confirm(
+            f"Permanently remove {len(runs)} run(s) ({fmt_bytes(total)} of artifacts) and "
+            f"{len(temps)} temp file(s) of killed saves ({fmt_bytes(temp_total)})?",
+            yes,
+        )
         for info, _ in picked:
             manager.purge_run(info.run_id)
-    total = sum(r["bytes"] for r in runs)
+        for path, _ in temps:
+            manager.artifacts.remove_temp_file(path)
     if as_json:
         emit_json(
             {
@@ -264,6 +296,8 @@ def gc(obj: Context, dry_run: bool, older_than: int | None, as_json: bool) -> No
                 "bytes": total,
                 "runs": runs,
                 "skipped_running": [r.run_id for r in alive],
+                "temp_files": [{"path": path, "bytes": size} for path, size in temps],
+                "temp_bytes": temp_total,
             }
         )
         return
@@ -279,6 +313,83 @@ def gc(obj: Context, dry_run: bool, older_than: int | None, as_json: bool) -> No
         click.echo(f"kept {info.run_id[:12]}: deleted but still running", err=True)
     verb = "Would remove" if dry_run else "Removed"
     click.echo(f"{verb} {len(runs)} run(s), {fmt_bytes(total)} of artifacts.")
+    if temps:
+        if dry_run:
+            click.echo(_temp_listing(temps))
+        click.echo(f"{verb} {len(temps)} temp file(s) of killed saves, {fmt_bytes(temp_total)}.")
+
+
+def _temp_listing(temps: Sequence[tuple[str, int]]) -> str:
+    return plain(["temp file", "size"], [[path, fmt_bytes(size)] for path, size in temps])
+
+
+# ------------------------------------------------------------------------------------ verify
+
+
+@click.command("verify")
+@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Make the manifest describe the stored files: record what is stored, forget what "
+    "is missing.",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.pass_obj
+def verify(obj: Context, runs: tuple[str, ...], repair: bool, as_json: bool) -> None:
+    """Check that the artifact manifest of runs (default: every active run) matches the stored
+    files, reading every file once: a file missing, not recorded, or of another size or
+    sha256 than recorded. Exits 1 when a mismatch is left.
+
+    --repair records each stored file as it is (a file changed on purpose, a save killed before
+    it was recorded) and forgets entries whose file is gone. Runs still RUNNING with a fresh
+    heartbeat are checked but not repaired: a save may be under way."""
+    from cli.bundle import _progress
+    from tracker.manifest import check_run
+    from tracker.manifest import repair as repair_manifest
+
+    manager = obj.manager
+    infos = [obj.run(r, manager) for r in runs] if runs else manager.search_run_infos()
+    checks = [check_run(manager, info) for info in _progress(infos, "Verifying")]
+    found = [m for c in checks for m in c.mismatches]
+    live = {info.run_id for info in infos if _is_live(info)}
+    fixed = [m for m in found if m.run_id not in live] if repair else []
+    if fixed:
+        repair_manifest(manager, fixed)
+    files, size = sum(c.files for c in checks), sum(c.bytes for c in checks)
+    if as_json:
+        emit_json(
+            {
+                "runs": len(checks),
+                "files": files,
+                "bytes": size,
+                "mismatches": [{**asdict(m), "repaired": m in fixed} for m in found],
+            }
+        )
+    else:
+        if found:
+            columns = ["run", "path", "problem", "recorded", "stored"]
+            rows = [
+                [m.run_id[:12], m.path, m.problem, _described(m.recorded), _described(m.stored)]
+                + (["yes" if m in fixed else "no"] if repair else [])
+                for m in found
+            ]
+            emit_table(columns + (["repaired"] if repair else []), rows)
+        for run_id in sorted({m.run_id for m in found if m not in fixed}) if repair else []:
+            click.echo(f"kept {run_id[:12]}: still running, not repaired", err=True)
+        done = f", {len(fixed)} repaired" if repair else ""
+        click.echo(
+            f"Checked {len(checks)} run(s), {files} file(s), {fmt_bytes(size)}: "
+            f"{len(found)} mismatch(es){done}."
+        )
+    if len(found) > len(fixed):
+        click.get_current_context().exit(1)
+
+
+def _described(entry: ArtifactEntry | None) -> str:
+    if entry is None:
+        return "-"
+    return f"{fmt_bytes(entry.size)} {entry.checksum.split(':', 1)[-1][:12] or '(no sha256)'}"
 
 
 # -------------------------------------------------------------------------------------- reap

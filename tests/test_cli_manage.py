@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -79,6 +80,10 @@ def store(tmp_path) -> Store:
     b1.save_objects(**{"model.pkl": list(range(100))})
     b1.end_run()
     return Store(tmp_path / "s", rec.id, r2.id, b1.id)
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def lifecycle(store: Store, run_id: str) -> Lifecycle:
@@ -187,7 +192,7 @@ def test_gc_dry_run_then_real(store):
     assert "Would remove 1 run(s)" in out and store.r1[:12] in out
 
     folder = artifact_dir(store, store.r1)
-    out = ok(invoke(store.path, "gc")).stdout
+    out = ok(invoke(store.path, "gc", "--yes")).stdout
     assert "Removed 1 run(s)" in out
     with pytest.raises(tracker.RunNotFound):
         m.get_run_info(store.r1)
@@ -202,7 +207,7 @@ def test_gc_removes_runs_of_deleted_experiments(store):
     m = store.manager
     exp_id = m.get_run_info(store.b1).experiment_id
     ok(invoke(store.path, "rm", "-y", "-e", "B"))
-    data = json.loads(ok(invoke(store.path, "gc", "--json")).stdout)
+    data = json.loads(ok(invoke(store.path, "gc", "--yes", "--json")).stdout)
     assert [r["run_id"] for r in data["runs"]] == [store.b1]
     assert data["runs"][0]["why"] == "experiment deleted" and data["bytes"] > 0
     assert m.search_run_infos([exp_id], view=ViewType.ALL) == []
@@ -214,7 +219,7 @@ def test_gc_older_than_and_live_runs(store):
     ok(invoke(store.path, "rm", "-y", store.r1, store.r2))
     old = now_ms() - 40 * 24 * HOUR_MS
     m.update_run(store.r2, start_time=old, end_time=old, heartbeat=old)
-    data = json.loads(ok(invoke(store.path, "gc", "--older-than", "30d", "--json")).stdout)
+    data = json.loads(ok(invoke(store.path, "gc", "-y", "--older-than", "30d", "--json")).stdout)
     assert [r["run_id"] for r in data["runs"]] == [store.r2]
     assert lifecycle(store, store.r1) is Lifecycle.DELETED  # too recent: kept
     failed(invoke(store.path, "gc", "--older-than", "30x"), 2, "not a duration")
@@ -223,9 +228,92 @@ def test_gc_older_than_and_live_runs(store):
     exp = m.get_experiment_by_name("A").experiment_id
     live = m.create_run(exp, "live", RunStatus.RUNNING).run_id
     m.delete_run(live)
-    data = json.loads(ok(invoke(store.path, "gc", "--json")).stdout)
+    data = json.loads(ok(invoke(store.path, "gc", "--yes", "--json")).stdout)
     assert [r["run_id"] for r in data["runs"]] == [store.r1]
     assert data["skipped_running"] == [live] and m.get_run_info(live)
+
+
+def test_gc_needs_confirmation_without_a_terminal(store):
+    ok(invoke(store.path, "rm", "-y", store.r1))
+    result = failed(invoke(store.path, "gc"), 1, "pass --yes", "not a terminal")
+    assert store.r1[:12] in result.stderr and "Permanently remove 1 run(s)" in result.stderr
+    failed(invoke(store.path, "gc", "--json"), 1, "pass --yes")
+    assert lifecycle(store, store.r1) is Lifecycle.DELETED  # nothing was removed
+    assert artifact_dir(store, store.r1).is_dir()
+    assert "Would remove 1 run(s)" in ok(invoke(store.path, "gc", "--dry-run")).stdout
+    assert "Removed 0 run(s)" in ok(invoke(store.path, "gc", "--older-than", "30d")).stdout
+
+
+def test_gc_prompt_on_a_terminal(store, monkeypatch):
+    monkeypatch.setattr("cli.manage._stdin_is_tty", lambda: True)
+    ok(invoke(store.path, "rm", "-y", store.r1))
+    result = failed(invoke(store.path, "gc", input="n\n"), 1, "nothing was changed")
+    assert "Permanently remove 1 run(s)" in result.stderr and result.stdout == ""
+    assert lifecycle(store, store.r1) is Lifecycle.DELETED
+    assert "Removed 1 run(s)" in ok(invoke(store.path, "gc", input="y\n")).stdout
+    with pytest.raises(tracker.RunNotFound):
+        store.manager.get_run_info(store.r1)
+
+
+# ------------------------------------------------------------------------------------ verify
+
+
+def damage(store: Store) -> dict[str, str]:
+    """One of each mismatch in run r1 (pred.pkl, sub/x.json) and b1 (model.pkl)."""
+    r1, b1 = artifact_dir(store, store.r1), artifact_dir(store, store.b1)
+    (r1 / "pred.pkl").write_bytes((r1 / "pred.pkl").read_bytes() + b"x")  # size
+    doc = (r1 / "sub" / "x.json").read_bytes()
+    (r1 / "sub" / "x.json").write_bytes(doc.replace(b'"v"', b'"w"'))  # same size
+    (r1 / "extra.txt").write_text("left by a killed save")  # unrecorded
+    (b1 / "model.pkl").unlink()  # missing
+    return {"pred.pkl": "size", "sub/x.json": "checksum", "extra.txt": "unrecorded"}
+
+
+def test_verify_reports_every_mismatch(store):
+    assert "0 mismatch(es)" in ok(invoke(store.path, "verify")).stdout
+    expected = damage(store)
+    result = failed(invoke(store.path, "verify"), 1)
+    assert "4 mismatch(es)" in result.stdout
+    for path, problem in expected.items():
+        assert re.search(rf"{store.r1[:12]}\s+{re.escape(path)}\s+{problem}", result.stdout)
+    assert re.search(rf"{store.b1[:12]}\s+model.pkl\s+missing", result.stdout)
+
+    data = json.loads(failed(invoke(store.path, "verify", store.r1, "--json"), 1).stdout)
+    assert data["runs"] == 1 and data["files"] == 3
+    found = {m["path"]: m for m in data["mismatches"]}
+    assert {p: m["problem"] for p, m in found.items()} == expected
+    pred = artifact_dir(store, store.r1) / "pred.pkl"
+    assert found["pred.pkl"]["stored"]["checksum"] == sha(pred.read_bytes())
+    assert found["pred.pkl"]["recorded"]["size"] == pred.stat().st_size - 1
+    assert found["extra.txt"]["recorded"] is None and not found["extra.txt"]["repaired"]
+    assert "0 mismatch(es)" in ok(invoke(store.path, "verify", store.r2)).stdout
+
+
+def test_verify_repair(store):
+    expected = damage(store)
+    data = json.loads(ok(invoke(store.path, "verify", "--repair", "--json")).stdout)
+    assert all(m["repaired"] for m in data["mismatches"]) and len(data["mismatches"]) == 4
+    assert "0 mismatch(es)" in ok(invoke(store.path, "verify")).stdout
+    m = store.manager
+    r1 = artifact_dir(store, store.r1)
+    entries = {e.path: e for e in m.list_artifact_entries(store.r1)}
+    assert set(entries) == {"pred.pkl", "sub/x.json", "extra.txt"} == set(expected)
+    for path, entry in entries.items():
+        data = (r1 / path).read_bytes()
+        assert (entry.size, entry.checksum) == (len(data), sha(data))
+    assert m.list_artifact_entries(store.b1) == []
+    rec = m.get_exp(experiment_name="A").get_recorder(recorder_id=store.r1)
+    assert rec.load_object("sub/x.json") == {"k": "w"}
+
+
+def test_verify_does_not_repair_a_live_run(store):
+    m = store.manager
+    exp = m.get_experiment_by_name("A").experiment_id
+    live = m.create_run(exp, "live", RunStatus.RUNNING)
+    m.artifacts.put_bytes(live.artifact_prefix, "half-saved.bin", b"stored, not yet recorded")
+    result = failed(invoke(store.path, "verify", "--repair", live.run_id), 1)
+    assert "still running, not repaired" in result.stderr and "0 repaired" in result.stdout
+    assert m.list_artifact_entries(live.run_id) == []
 
 
 # -------------------------------------------------------------------------------------- reap
@@ -465,7 +553,7 @@ def test_failed_import_leaves_no_half_run(store, exported, tmp_path, monkeypatch
 
 
 def test_every_command_and_option_has_help():
-    for name in ("rm", "restore", "gc", "reap", "export", "import"):
+    for name in ("rm", "restore", "gc", "reap", "verify", "export", "import"):
         command = cli.commands[name]
         assert command.help
         for param in command.params:

@@ -3,11 +3,13 @@ SQLite and PostgreSQL metadata, artifacts on the local disk, memory:// and S3.""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 import time
 from pathlib import Path
 
+import fsspec.core
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +31,9 @@ from tracker import (
     RunStatus,
     ViewType,
 )
+from tracker.errors import ArtifactChecksumError
 from tracker.manager import now_ms
+from tracker.manifest import check_run, repair
 
 
 def started(manager, exp_name="exp", name="rec", **kw) -> Recorder:
@@ -283,6 +287,32 @@ def test_save_and_load_objects(manager):
     entries = {e.path: e for e in manager.list_artifact_entries(rec.id)}
     assert entries["params.pkl"].size == len(pickle.dumps({"a": 2}, protocol=5))
     assert entries["params.pkl"].checksum.startswith("sha256:")
+
+
+def test_a_file_changed_outside_tracker_is_refused_and_verify_repairs_it(manager, tmp_path):
+    rec = started(manager)
+    rec.save_objects(**{"pred.pkl": [1, 2], "meta.json": {"k": 1}})
+    rec.save_objects(**{"pred.pkl": [3, 4]})  # an overwrite leaves one entry, the new one
+    prefix = rec.run_info.artifact_prefix
+    stored = manager.artifacts.get_bytes(prefix, "pred.pkl")
+    [entry] = [e for e in manager.list_artifact_entries(rec.id) if e.path == "pred.pkl"]
+    assert entry.checksum == "sha256:" + hashlib.sha256(stored).hexdigest()
+    url = manager.artifacts.url(prefix, "pred.pkl")
+    fs, path = fsspec.core.url_to_fs(url, **(manager.storage_options or {}))
+    fs.pipe_file(path, pickle.dumps([5, 6]))  # behind tracker's back
+    with pytest.raises(ArtifactChecksumError, match=f"'pred.pkl' of run {rec.id}"):
+        rec.load_object("pred.pkl")
+    with pytest.raises(ArtifactChecksumError, match=entry.checksum):
+        rec.download_artifact("pred.pkl", str(tmp_path / "dst"))
+    [mismatch] = check_run(manager, rec.run_info).mismatches
+    assert (mismatch.path, mismatch.problem) == ("pred.pkl", "checksum")
+    repair(manager, [mismatch])
+    assert check_run(manager, rec.run_info).mismatches == []
+    assert rec.load_object("pred.pkl") == [5, 6] and rec.load_object("meta.json") == {"k": 1}
+    manager.forget_artifacts(rec.id, ["meta.json", "never-stored"])
+    checksums = {e.path: e.checksum for e in manager.list_artifact_entries(rec.id)}
+    # MLflow's adapter still lists the stored file, as it lists files MLflow logged itself.
+    assert checksums.get("meta.json", "") == "" and checksums["pred.pkl"].startswith("sha256:")
 
 
 def test_load_object_errors_name_the_artifact(manager):

@@ -19,7 +19,9 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     │   ├── InvalidTransition
     │   └── ImportConflict
     ├── LoadObjectError
-    │   └── UnsafeObjectError (also pickle.UnpicklingError)  carries .reference
+    │   ├── UnsafeObjectError (also pickle.UnpicklingError)  carries .reference
+    │   └── ArtifactChecksumError
+    ├── ArtifactTimeout (TimeoutError)
     └── StoreError
         └── SchemaVersionError
 """
@@ -112,6 +114,15 @@ class UnsafeObjectError(LoadObjectError, pickle.UnpicklingError):
     def __init__(self, message: str, reference: str = "") -> None:
         self.reference = reference
         super().__init__(message)
+
+
+class ArtifactChecksumError(LoadObjectError):
+    """An artifact's stored bytes differ from what its manifest recorded: the file was changed
+    or damaged outside tracker (``tracker verify`` lists such files, ``--repair`` re-records)."""
+
+
+class ArtifactTimeout(TrackerError, TimeoutError):
+    """The artifact server did not answer in time (``TRACKER_ARTIFACT_TIMEOUT``)."""
 
 
 class StoreError(TrackerError):

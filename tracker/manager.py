@@ -201,6 +201,10 @@ class ExpManager(abc.ABC):
         """Add or replace manifest entries of a run."""
 
     @abc.abstractmethod
+    def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
+        """Remove the manifest entries of these paths (absent ones are fine)."""
+
+    @abc.abstractmethod
     def list_artifact_entries(self, run_id: str) -> list[ArtifactEntry]:
         """Every manifest entry of a run, ordered by path."""
 

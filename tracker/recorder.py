@@ -7,12 +7,19 @@ import pickle
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from tracker import codestate, writer
-from tracker.entities import Metric, RunInfo, RunStatus
-from tracker.errors import InvalidInputError, InvalidStateError, LoadObjectError, TrackerError
+from tracker.entities import ArtifactEntry, Metric, RunInfo, RunStatus
+from tracker.errors import (
+    ArtifactTimeout,
+    InvalidInputError,
+    InvalidStateError,
+    LoadObjectError,
+    TrackerError,
+)
 from tracker.manager import ExpManager, now_ms
 from tracker.validation import check_key, metric_step, metric_value, text_items
 
@@ -164,8 +171,7 @@ class Recorder:
         state = codestate.capture()
         if state is None:
             return
-        for name, text in state.files.items():
-            self._put(name, text.encode())
+        self._put({name: text.encode() for name, text in state.files.items()})
         tags = {"tracker.git_dirty": str(state.dirty).lower()}
         if state.commit:
             tags["tracker.git_commit"] = state.commit
@@ -234,9 +240,16 @@ class Recorder:
     def _prefix(self) -> str:
         return self._require_info().artifact_prefix
 
-    def _put(self, path: str, data: bytes) -> None:
-        entry = self.manager.artifacts.put_bytes(self._prefix, path, data)
-        self.manager.record_artifacts(self._require_id(), [entry])
+    def _put(self, files: dict[str, bytes]) -> None:
+        store, prefix = self.manager.artifacts, self._prefix
+        self._store(list(files), lambda: (store.put_bytes(prefix, p, d) for p, d in files.items()))
+
+    def _store(self, paths: list[str], write: Callable[[], Iterable[ArtifactEntry]]) -> None:
+        """Write files so that the manifest only ever lists fully stored ones
+        (:mod:`tracker.manifest`)."""
+        from tracker.manifest import store_recorded
+
+        store_recorded(self.manager, self._require_id(), paths, write)
 
     def save_objects(
         self,
@@ -255,37 +268,46 @@ class Recorder:
             self.log_artifact(local_path, artifact_path)
             return
         store = self.manager.artifacts
-        entries = []
+        # Every object is serialised before the first write, so that a bad one stores nothing.
+        files = {}
         for name, obj in objects.items():
             path = f"{artifact_path.rstrip('/')}/{name}" if artifact_path else name
-            store.validate_path(path)
-            entries.append(store.put_bytes(self._prefix, path, dumps(name, obj)))
-        self.manager.record_artifacts(self._require_id(), entries)
+            files[store.validate_path(path)] = dumps(name, obj)
+        self._put(files)
 
     def load_object(self, name: str, unpickler: type[pickle.Unpickler] | None = None) -> Any:
-        """The object saved under ``name``; any failure raises LoadObjectError naming it."""
-        from tracker.artifacts import loads
+        """The object saved under ``name``, unpickled as it streams from the store while its
+        sha256 is checked against the manifest. Raises ArtifactChecksumError (a
+        LoadObjectError) if the file was changed outside tracker, LoadObjectError naming it
+        on any other failure to load, ArtifactTimeout if a remote store does not answer."""
+        from tracker.artifacts import load
+        from tracker.manifest import read_checked
 
         try:
-            data = self.manager.artifacts.get_bytes(self._prefix, name)
+            return read_checked(
+                self.manager, self.run_info, name, lambda f: load(name, f, unpickler)
+            )
+        except (LoadObjectError, ArtifactTimeout):
+            raise
         except Exception as e:
             raise LoadObjectError(f"cannot load artifact {name!r} of run {self.id}: {e}") from e
-        return loads(name, data, unpickler)
 
     def log_artifact(
         self, local_path: str | os.PathLike[str], artifact_path: str | None = None
     ) -> None:
         """A local file goes under ``artifact_path/<its name>``; a directory's contents go
         under ``artifact_path``."""
-        path = Path(local_path)
-        store = self.manager.artifacts
+        from tracker.artifacts import dir_files, join_path
+
+        path, store, prefix = Path(local_path), self.manager.artifacts, self._prefix
         if path.is_dir():
-            entries = store.put_dir(self._prefix, str(path), artifact_path)
+            paths = [rel for _, rel in dir_files(str(path), artifact_path)]
+            self._store(paths, lambda: store.put_dir(prefix, str(path), artifact_path))
         elif path.is_file():
-            entries = [store.put_file(self._prefix, str(path), artifact_path)]
+            rel = join_path(artifact_path, path.name)
+            self._store([rel], lambda: [store.put_file(prefix, str(path), artifact_path)])
         else:
             raise InvalidInputError(f"log_artifact: {str(path)!r} is not a file or directory")
-        self.manager.record_artifacts(self._require_id(), entries)
 
     def list_artifacts(
         self, artifact_path: str | None = None, recursive: bool = False
@@ -305,8 +327,13 @@ class Recorder:
         return list(out)
 
     def download_artifact(self, path: str, dst_path: str | None = None) -> str:
-        """The local path of the artifact (a file or folder), downloaded if remote."""
-        return self.manager.artifacts.download(self._prefix, path, dst_path)
+        """The local path of the artifact (a file or folder), downloaded if remote. Copied
+        files are checked against the manifest as they stream (ArtifactChecksumError if one
+        was changed outside tracker); a local store's file given in place is not read."""
+        from tracker.manifest import download_check
+
+        check = download_check(self.manager, self._require_id())
+        return self.manager.artifacts.download(self._prefix, path, dst_path, check)
 
     def get_artifact_uri(self) -> str:
         return self.manager.artifacts.url(self._prefix)

@@ -47,6 +47,7 @@ from tracker.backends.mlflow_artifacts import (
     decode_key,
     encode_key,
     inf_key,
+    manifest_key,
     manifest_tag,
     unclamp,
 )
@@ -570,6 +571,14 @@ class MLflowExpManager(ExpManager):
         tags = [(k, self.artifacts.shorten(run_id, "tags", k, v, MAX_TAG)) for k, v in tags]
         with self.mlflow_errors():
             self._send(run_id, [], [], tags)
+
+    def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
+        if not paths:
+            return
+        run = self._mlflow_run(run_id)
+        _check_writable(run, data=False)
+        with self.mlflow_errors():
+            self._delete_tags(run, [manifest_key(p) for p in paths])
 
     def list_artifact_entries(self, run_id: str) -> list[ArtifactEntry]:
         run = self._mlflow_run(run_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -21,12 +22,12 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tracker import errors
-from tracker.artifacts import TEMP_PREFIX, validate_path
+from tracker.artifacts import TEMP_PREFIX, HashingReader, dir_files, join_path, validate_path
 from tracker.entities import ArtifactEntry
 from tracker.manager import now_ms
 
@@ -97,9 +98,14 @@ def long_value_path(kind: str, stored_key: str) -> str:
     return f"{INTERNAL_DIR}/long_{kind}/{stored_key if plain else 'sha1-' + _sha1(stored_key)}.txt"
 
 
+def manifest_key(path: str) -> str:
+    """The tag holding the manifest entry of the artifact at ``path``."""
+    return MANIFEST_PREFIX + _sha1(path)
+
+
 def manifest_tag(entry: ArtifactEntry) -> tuple[str, str]:
     value = json.dumps([entry.path, entry.size, entry.checksum, entry.mtime])
-    return MANIFEST_PREFIX + _sha1(entry.path), value
+    return manifest_key(entry.path), value
 
 
 def batches(
@@ -182,7 +188,7 @@ class MLflowArtifacts:
         """Store a local file as ``<artifact_path>/<basename>`` (None: top level)."""
         if os.path.isdir(local_path):
             raise errors.InvalidInputError(f"{local_path!r} is a directory; use put_dir")
-        rel = _join(artifact_path, os.path.basename(local_path))
+        rel = join_path(artifact_path, os.path.basename(local_path))
         run_id = self.run_id(prefix)
         size, checksum = _file_digest(local_path)
         self._log(run_id, local_path, posixpath.dirname(rel) or None)
@@ -192,16 +198,9 @@ class MLflowArtifacts:
         self, prefix: str, local_dir: str, artifact_path: str | None = None
     ) -> list[ArtifactEntry]:
         """Store a directory's files, recursively, under ``artifact_path``."""
-        if not os.path.isdir(local_dir):
-            raise errors.InvalidInputError(f"{local_dir!r} is not a directory; use put_file")
+        files = dir_files(local_dir, artifact_path)
         run_id = self.run_id(prefix)
-        files = sorted(p for p in Path(local_dir).rglob("*") if p.is_file())
-        # Every path is validated before the upload, so that a bad name stores nothing.
-        rels = [_join(artifact_path, p.relative_to(local_dir).as_posix()) for p in files]
-        entries = [
-            ArtifactEntry(r, *_file_digest(str(f)), now_ms())
-            for f, r in zip(files, rels, strict=True)
-        ]
+        entries = [ArtifactEntry(r, *_file_digest(str(f)), now_ms()) for f, r in files]
         folder = None if artifact_path is None else validate_path(artifact_path)
         with self._m.mlflow_errors():
             self._m.client.log_artifacts(run_id, local_dir, folder)
@@ -228,6 +227,15 @@ class MLflowArtifacts:
             if not os.path.isfile(local):
                 raise errors.ArtifactNotFound(f"no artifact file {rel!r} in run {run_id}")
             return Path(local).read_bytes()
+
+    def open(self, prefix: str, path: str) -> IO[bytes]:
+        """The file at ``path`` for reading (MLflow downloads it whole first)."""
+        return io.BytesIO(self.get_bytes(prefix, path))
+
+    def digest(self, prefix: str, path: str) -> tuple[int, str]:
+        """Size and ``"sha256:<hex>"`` of the stored file at ``path``."""
+        with self.open(prefix, path) as f:
+            return HashingReader(f).finish()
 
     def read_internal(self, run_id: str, rel: str) -> bytes:
         """A file the adapter stored for itself (no path validation: ``.tracker/...``)."""
@@ -266,12 +274,20 @@ class MLflowArtifacts:
             return [e for e in self.walk(run_id, posixpath.dirname(rel) or None) if e.path == rel]
         return sorted(out, key=lambda e: e.path)
 
-    def download(self, prefix: str, path: str | None = None, dst_dir: str | None = None) -> str:
+    def download(
+        self,
+        prefix: str,
+        path: str | None = None,
+        dst_dir: str | None = None,
+        check: Callable[[str, int, str], None] | None = None,
+    ) -> str:
         """A local path of the file or directory ``path`` (None: the whole run).
 
         With ``dst_dir`` None, a local artifact location gives the path in place and a remote
         one downloads to a fresh temp directory; otherwise it is copied into ``dst_dir`` as
-        ``dst_dir/<basename>``. Raises ArtifactNotFound when nothing is at ``path``."""
+        ``dst_dir/<basename>``. Each downloaded file goes to ``check(artifact path, size,
+        checksum)``, which may raise to refuse it, before it is moved into place. Raises
+        ArtifactNotFound when nothing is at ``path``."""
         rel = None if path is None else validate_path(path)
         run_id = self.run_id(prefix)
         local_root = self.local_dir(prefix)
@@ -287,11 +303,17 @@ class MLflowArtifacts:
         # their full path while the contract wants ``dst_dir/<basename>``.
         with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=parent) as stage:
             got = self._download(run_id, rel or "", stage)
+            if check is not None:
+                _check_staged(got, rel or "", check)
             if os.path.isdir(got):
                 shutil.copytree(got, target, dirs_exist_ok=True)
             else:
                 os.replace(got, target)
         return target
+
+    def stale_temp_files(self, older_than: float = 0) -> list[tuple[str, int]]:
+        """None: MLflow writes a run's files itself."""
+        return []
 
     def url(self, prefix: str, path: str | None = None) -> str:
         """The run's artifact URI, or that of one artifact in it."""
@@ -363,9 +385,14 @@ class MLflowArtifacts:
             raise errors.ArtifactNotFound(f"no artifact {rel!r} in run {run_id}: {e}") from e
 
 
-def _join(folder: str | None, name: str) -> str:
-    # The folder is checked on its own so that e.g. 'a/..' cannot resolve to the run root.
-    return validate_path(name if folder is None else f"{validate_path(folder)}/{name}")
+def _check_staged(got: str, rel: str, check: Callable[[str, int, str], None]) -> None:
+    # MLflow offers no hook on its download stream: the staged copies are hashed instead.
+    if not os.path.isdir(got):
+        check(rel, *_file_digest(got))
+        return
+    for file in sorted(p for p in Path(got).rglob("*") if p.is_file()):
+        sub = file.relative_to(got).as_posix()
+        check(f"{rel}/{sub}" if rel else sub, *_file_digest(str(file)))
 
 
 def _file_digest(path: str) -> tuple[int, str]:

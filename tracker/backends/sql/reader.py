@@ -252,6 +252,7 @@ class SQLiteReader(ExpManager):
 
     create_experiment = set_experiment_lifecycle = create_run = update_run = _read_only
     log_batch = delete_tags = delete_run_permanently = record_artifacts = _read_only
+    forget_artifacts = _read_only
 
 
 def _damage_hint(error: sqlite3.DatabaseError, path: Path) -> str:

@@ -399,6 +399,15 @@ class SQLExpManager(ExpManager):
                 [(pk, e.path, e.size, e.checksum, e.mtime) for e in entries],
             )
 
+    def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
+        if not paths:
+            return
+        paths = list(paths)
+        with self._writable(run_id, data=False) as (conn, pk):
+            for i in range(0, len(paths), 500):  # within SQLite's limit on bound parameters
+                chunk = ARTIFACTS.c.path.in_(paths[i : i + 500])
+                conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.run_pk == pk, chunk))
+
     def list_artifact_entries(self, run_id: str) -> list[ArtifactEntry]:
         pk = self._pk(run_id)
         query = (
