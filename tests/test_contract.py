@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tracker import (
     AlreadyExistsError,
+    ArtifactEntry,
     ExperimentNotFound,
     InvalidArtifactPath,
     InvalidInputError,
@@ -455,6 +456,53 @@ def test_purge_run_removes_rows_and_files(manager):
         manager.get_run_info(rec.id)
     assert not manager.artifacts.exists(rec.run_info.artifact_prefix, "pred.pkl")
     assert keep.load_object("pred.pkl") == [2]
+
+
+def test_purged_run_id_never_reaches_a_new_run(manager):
+    """A long-lived manager (a notebook, a daily OnlineManager) keeps asking for run X after
+    another process purged X and created Y, which on SQLite reuses X's row key."""
+    from tracker import registry
+
+    exp = manager.create_experiment("e")
+    x = manager.create_run(exp.experiment_id, "x").run_id
+    manager.log_batch(x, metrics=[Metric("m", 1.0, 0, 0)])
+    manager.record_artifacts(x, [ArtifactEntry("a.txt", 1, "sha256:x", 0)])
+    assert [m.value for m in manager.get_metric_history(x, "m")] == [1.0]
+    assert [e.path for e in manager.list_artifact_entries(x)] == ["a.txt"]
+    other = registry.build(
+        manager.uri,
+        artifact_uri=manager.artifact_uri,
+        storage_options=manager.storage_options,
+    )
+    try:
+        old_key = _row_key(other, x)
+        other.delete_run(x)
+        other.purge_run(x)
+        y = other.create_run(exp.experiment_id, "y").run_id
+        other.log_batch(y, metrics=[Metric("m", 2.0, 0, 0)])
+        other.record_artifacts(y, [ArtifactEntry("b.txt", 1, "sha256:y", 0)])
+        if old_key is not None and "sqlite" in manager.uri:
+            assert _row_key(other, y) == old_key  # the case this test is about
+        with pytest.raises(RunNotFound):
+            manager.get_metric_history(x, "m")
+        with pytest.raises(RunNotFound):
+            manager.list_artifact_entries(x)
+        with pytest.raises(RunNotFound):
+            manager.delete_run_permanently(x)
+        assert [m.value for m in other.get_metric_history(y, "m")] == [2.0]
+        assert [e.path for e in other.list_artifact_entries(y)] == ["b.txt"]
+        assert manager.get_run(y).data.metrics == {"m": 2.0}
+    finally:
+        other.close()
+
+
+def _row_key(manager, run_id: str) -> int | None:
+    """The native stores' integer row key of a run (None for other backends)."""
+    db = getattr(manager, "db", None)
+    if db is None:
+        return None
+    with db.read() as conn:
+        return conn.exec_driver_sql(f"SELECT pk FROM runs WHERE id = '{run_id}'").scalar()
 
 
 def test_create_run_with_given_id(manager):

@@ -239,6 +239,8 @@ class SQLiteReader(ExpManager):
             "ON r.pk = a.run_pk WHERE r.id = ? ORDER BY a.path",
             (run_id,),
         )
+        if not rows:
+            self.get_run_info(run_id)  # RunNotFound for an unknown run
         return [ArtifactEntry(*r) for r in rows]
 
     # ------------------------------------------------------------------------------------ writes
