@@ -186,6 +186,47 @@ def test_invalid_values_refused_in_caller(manager):
     assert rec.list_metrics() == {}
 
 
+def test_out_of_range_step_refused_at_the_call_and_the_run_finishes(manager):
+    import numpy as np
+
+    rec = started(manager)
+    for step in range(5):
+        rec.log_metrics(step=step, m=float(step))
+    for bad in (2**63, -(2**63) - 1, np.uint64(2**63), 1e19, float("inf")):
+        with pytest.raises(InvalidInputError, match=r"step .* metric 'm'") as info:
+            rec.log_metrics(step=bad, m=1.0)
+        assert "\n" not in str(info.value)
+    with pytest.raises(InvalidInputError, match=r"9223372036854775808 .*-2\*\*63, 2\*\*63-1"):
+        manager.log_metrics(rec.id, {"m": 1.0}, step=2**63)
+    with pytest.raises(InvalidInputError, match="step True"):
+        rec.log_metrics(step=True, m=1.0)
+    with pytest.raises(InvalidInputError, match="metric 'big'"):
+        rec.log_metrics(big=10**400)
+    rec.log_metrics(step=np.int64(5), m=5.0)
+    rec.log_metrics(step=2**63 - 1, m=6.0)
+    rec.log_metrics(step=-(2**63), m=-1.0)
+    rec.end_run()
+    assert manager.get_run_info(rec.id).status is RunStatus.FINISHED
+    history = manager.get_metric_history(rec.id, "m")
+    assert [(p.step, p.value) for p in history] == [
+        (-(2**63), -1.0),
+        *((s, float(s)) for s in range(6)),
+        (2**63 - 1, 6.0),
+    ]
+
+
+def test_out_of_range_point_in_a_batch_is_refused_whole(manager):
+    rec = started(manager)
+    points = [Metric("a", 1.0, 0, 0), Metric("b", 2.0, 2**64, 0)]
+    with pytest.raises(InvalidInputError, match=r"metric 'b' .*step 18446744073709551616"):
+        manager.log_batch(rec.id, metrics=points)
+    with pytest.raises(InvalidInputError, match=r"metric 'a' .*timestamp"):
+        manager.log_batch(rec.id, metrics=[Metric("a", 1.0, 0, -(2**70))])
+    assert manager.get_metric_history(rec.id, "a") == []
+    manager.log_batch(rec.id, metrics=points[:1])
+    assert manager.get_run(rec.id).data.metrics == {"a": 1.0}
+
+
 # --------------------------------------------------------------------------------- search
 
 

@@ -74,6 +74,7 @@ from tracker.errors import (
 )
 from tracker.manager import ExpManager, check_transition, now_ms
 from tracker.search import COMPARE_OPS, And, Comparison, Expr
+from tracker.validation import check_point
 
 
 class MLflowLimitation(TrackerError, NotImplementedError):
@@ -471,6 +472,7 @@ class MLflowExpManager(ExpManager):
                 )
         points = []
         for m in metrics or ():
+            check_point(m)
             stored = encode_key(m.key)
             value = m.value
             if math.isinf(value):  # MLflow clamps it; the companion says it was infinite

@@ -39,7 +39,7 @@ from tracker.errors import (
     StoreError,
 )
 from tracker.manager import ExpManager, check_transition, now_ms
-from tracker.validation import as_number
+from tracker.validation import as_number, check_point
 
 EXP = ExperimentRow.__table__
 RUNS = RunRow.__table__
@@ -352,7 +352,14 @@ class SQLExpManager(ExpManager):
             cur = latest.get(m.key)
             if cur is None or (m.step, m.timestamp) >= (cur.step, cur.timestamp):
                 latest[m.key] = m
-        conn.exec_driver_sql(self._sql.insert_metric, rows)
+        try:
+            conn.exec_driver_sql(self._sql.insert_metric, rows)
+        except (OverflowError, exc.DataError):
+            # A point the caller did not validate (a direct log_batch, an importer): name it.
+            # Checked only here so that the writer's hot path pays nothing.
+            for m in metrics:
+                check_point(m)
+            raise
         conn.exec_driver_sql(
             self._sql.upsert_latest,
             [
