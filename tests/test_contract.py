@@ -401,6 +401,14 @@ def test_recorder_lifecycle_and_resume(manager):
     exp.end()
 
 
+@pytest.mark.parametrize("name", ["it's", 'say "hi"', 'it\'s "x"\\', "a''b", "100%", "é\\"])
+def test_recorder_found_by_any_name(manager, name):
+    exp = manager.get_exp(experiment_name="names")
+    rec = exp.start(recorder_name=name)
+    exp.end()
+    assert exp.get_recorder(recorder_name=name).id == rec.id
+
+
 def test_queued_points_are_read_back_and_written_by_end(manager):
     rec = started(manager)
     for step in range(1000):

@@ -273,6 +273,10 @@ class SQLExpManager(ExpManager):
             pks = [p for p in (_int_id(e) for e in experiment_ids) if p is not None]
         stages = ViewType(view).stages()
         with self.db.read() as conn:
+            if self.db.dialect == "postgresql":
+                # JIT compiles a query whose estimated cost is high, as one with many subplans
+                # is: 16 s for a 200-clause filter over 2,000 runs that runs in 1.2 s without.
+                conn.exec_driver_sql("SET LOCAL jit = off")
             if self._lead_by_key(conn, order, pks, stages, max_results):
                 having, without = select_runs_key_first(
                     expr, order, pks, stages, max_results, self.db.dialect
