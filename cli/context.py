@@ -58,11 +58,15 @@ class Context:
         ``EXPERIMENT/RUN_NAME`` (the newest run of that name)."""
         store = manager or self.reader
         if "/" in ref:
+            from tracker.search import quote
+
             exp_name, _, run_name = ref.rpartition("/")
             exp = store.get_experiment_by_name(exp_name)
-            quoted = "'" + run_name.replace("'", "''") + "'"
             found = store.search_run_infos(
-                [exp.experiment_id], f"run_name = {quoted}", max_results=1, view=ViewType.ALL
+                [exp.experiment_id],
+                f"run_name = {quote(run_name)}",
+                max_results=1,
+                view=ViewType.ALL,
             )
             if not found:
                 raise RunNotFound(f"no run named {run_name!r} in experiment {exp_name!r}")

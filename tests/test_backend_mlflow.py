@@ -185,6 +185,11 @@ PUSHDOWN = [
     ("params.x LIKE 'a%' and tags.t != 'b' and heartbeat < 5", ""),
     ("metrics.x = 1e-05 and run_name = 'it''s'", ""),
     ("run_id = 'ab' and status != 'X'", "attributes.run_id = 'ab' and attributes.status != 'X'"),
+    ("status = 'finished'", "attributes.status = 'FINISHED'"),
+    ("status = 'stale' and status != 'failed'",
+     "attributes.status = 'RUNNING' and attributes.status != 'FAILED'"),
+    ("status != 'Stale'", ""),
+    ("tags.mlflow.runName = 'x'", "attributes.run_name = 'x'"),
 ]  # fmt: skip
 
 

@@ -278,6 +278,28 @@ def test_ls_warns_about_unknown_keys(many):
     assert "warning" not in quiet.stderr
 
 
+def test_ls_filters_status_as_it_prints_it(store):
+    def names(flt: str) -> list[str]:
+        return ok(store.invoke("ls", "alpha", "--filter", flt, "--columns", "name")).stdout.split()
+
+    assert names("status = 'finished'") == ["name", "linear", "lgb"]
+    assert names("status = 'stale'") == ["name", "crashed"]
+    assert names("attributes.status = 'RUNNING'") == ["name", "crashed"]  # stale is RUNNING
+    assert names("status != 'stale' and status ilike 'fin%'") == ["name", "linear", "lgb"]
+
+
+def test_ls_refuses_oversized_filters_in_one_line(store):
+    huge = " and ".join(f"metrics.m{i} > 0" for i in range(5000))
+    err = failed(store.invoke("ls", "alpha", "--filter", huge))
+    assert err.strip().splitlines() == [
+        "Error: the filter has more than 256 comparisons; narrow it, or use IN lists "
+        "(metrics.x IN (1, 2, 3)) where comparisons share a key"
+    ]
+    deep = "(" * 330 + "metrics.IC > 0" + ")" * 330
+    err = failed(store.invoke("ls", "alpha", "--filter", deep))
+    assert len(err.strip().splitlines()) == 1 and "more than 32 deep" in err
+
+
 def test_ls_errors(store):
     err = failed(store.invoke("ls", "nope"))
     assert "no experiment named 'nope'" in err and "'alpha'" in err and "'beta'" in err

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tracker import (
     AlreadyExistsError,
+    ArtifactEntry,
     ExperimentNotFound,
     InvalidArtifactPath,
     InvalidInputError,
@@ -187,6 +188,47 @@ def test_invalid_values_refused_in_caller(manager):
         rec.log_metrics(step="1", m=1.0)
     rec.flush()
     assert rec.list_metrics() == {}
+
+
+def test_out_of_range_step_refused_at_the_call_and_the_run_finishes(manager):
+    import numpy as np
+
+    rec = started(manager)
+    for step in range(5):
+        rec.log_metrics(step=step, m=float(step))
+    for bad in (2**63, -(2**63) - 1, np.uint64(2**63), 1e19, float("inf")):
+        with pytest.raises(InvalidInputError, match=r"step .* metric 'm'") as info:
+            rec.log_metrics(step=bad, m=1.0)
+        assert "\n" not in str(info.value)
+    with pytest.raises(InvalidInputError, match=r"9223372036854775808 .*-2\*\*63, 2\*\*63-1"):
+        manager.log_metrics(rec.id, {"m": 1.0}, step=2**63)
+    with pytest.raises(InvalidInputError, match="step True"):
+        rec.log_metrics(step=True, m=1.0)
+    with pytest.raises(InvalidInputError, match="metric 'big'"):
+        rec.log_metrics(big=10**400)
+    rec.log_metrics(step=np.int64(5), m=5.0)
+    rec.log_metrics(step=2**63 - 1, m=6.0)
+    rec.log_metrics(step=-(2**63), m=-1.0)
+    rec.end_run()
+    assert manager.get_run_info(rec.id).status is RunStatus.FINISHED
+    history = manager.get_metric_history(rec.id, "m")
+    assert [(p.step, p.value) for p in history] == [
+        (-(2**63), -1.0),
+        *((s, float(s)) for s in range(6)),
+        (2**63 - 1, 6.0),
+    ]
+
+
+def test_out_of_range_point_in_a_batch_is_refused_whole(manager):
+    rec = started(manager)
+    points = [Metric("a", 1.0, 0, 0), Metric("b", 2.0, 2**64, 0)]
+    with pytest.raises(InvalidInputError, match=r"metric 'b' .*step 18446744073709551616"):
+        manager.log_batch(rec.id, metrics=points)
+    with pytest.raises(InvalidInputError, match=r"metric 'a' .*timestamp"):
+        manager.log_batch(rec.id, metrics=[Metric("a", 1.0, 0, -(2**70))])
+    assert manager.get_metric_history(rec.id, "a") == []
+    manager.log_batch(rec.id, metrics=points[:1])
+    assert manager.get_run(rec.id).data.metrics == {"a": 1.0}
 
 
 # --------------------------------------------------------------------------------- search
@@ -389,6 +431,14 @@ def test_recorder_lifecycle_and_resume(manager):
     exp.end()
 
 
+@pytest.mark.parametrize("name", ["it's", 'say "hi"', 'it\'s "x"\\', "a''b", "100%", "é\\"])
+def test_recorder_found_by_any_name(manager, name):
+    exp = manager.get_exp(experiment_name="names")
+    rec = exp.start(recorder_name=name)
+    exp.end()
+    assert exp.get_recorder(recorder_name=name).id == rec.id
+
+
 def test_queued_points_are_read_back_and_written_by_end(manager):
     rec = started(manager)
     for step in range(1000):
@@ -485,6 +535,53 @@ def test_purge_run_removes_rows_and_files(manager):
         manager.get_run_info(rec.id)
     assert not manager.artifacts.exists(rec.run_info.artifact_prefix, "pred.pkl")
     assert keep.load_object("pred.pkl") == [2]
+
+
+def test_purged_run_id_never_reaches_a_new_run(manager):
+    """A long-lived manager (a notebook, a daily OnlineManager) keeps asking for run X after
+    another process purged X and created Y, which on SQLite reuses X's row key."""
+    from tracker import registry
+
+    exp = manager.create_experiment("e")
+    x = manager.create_run(exp.experiment_id, "x").run_id
+    manager.log_batch(x, metrics=[Metric("m", 1.0, 0, 0)])
+    manager.record_artifacts(x, [ArtifactEntry("a.txt", 1, "sha256:x", 0)])
+    assert [m.value for m in manager.get_metric_history(x, "m")] == [1.0]
+    assert [e.path for e in manager.list_artifact_entries(x)] == ["a.txt"]
+    other = registry.build(
+        manager.uri,
+        artifact_uri=manager.artifact_uri,
+        storage_options=manager.storage_options,
+    )
+    try:
+        old_key = _row_key(other, x)
+        other.delete_run(x)
+        other.purge_run(x)
+        y = other.create_run(exp.experiment_id, "y").run_id
+        other.log_batch(y, metrics=[Metric("m", 2.0, 0, 0)])
+        other.record_artifacts(y, [ArtifactEntry("b.txt", 1, "sha256:y", 0)])
+        if old_key is not None and "sqlite" in manager.uri:
+            assert _row_key(other, y) == old_key  # the case this test is about
+        with pytest.raises(RunNotFound):
+            manager.get_metric_history(x, "m")
+        with pytest.raises(RunNotFound):
+            manager.list_artifact_entries(x)
+        with pytest.raises(RunNotFound):
+            manager.delete_run_permanently(x)
+        assert [m.value for m in other.get_metric_history(y, "m")] == [2.0]
+        assert [e.path for e in other.list_artifact_entries(y)] == ["b.txt"]
+        assert manager.get_run(y).data.metrics == {"m": 2.0}
+    finally:
+        other.close()
+
+
+def _row_key(manager, run_id: str) -> int | None:
+    """The native stores' integer row key of a run (None for other backends)."""
+    db = getattr(manager, "db", None)
+    if db is None:
+        return None
+    with db.read() as conn:
+        return conn.exec_driver_sql(f"SELECT pk FROM runs WHERE id = '{run_id}'").scalar()
 
 
 def test_create_run_with_given_id(manager):

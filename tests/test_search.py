@@ -19,6 +19,8 @@ from tracker.backends.sql import models
 from tracker.backends.sql.query import filter_clause, select_runs, select_runs_key_first
 from tracker.errors import InvalidInputError, InvalidQueryError
 from tracker.search import (
+    MAX_CLAUSES,
+    MAX_DEPTH,
     And,
     Comparison,
     Expr,
@@ -36,8 +38,8 @@ from tracker.search import (
 M, P, T, A = "metric", "param", "tag", "attribute"
 
 
-def C(kind: str, key: str, op: str, value: object = None) -> Comparison:
-    return Comparison(kind, key, op, value)
+def C(kind: str, key: str, op: str, value: object = None, escape: str = "") -> Comparison:
+    return Comparison(kind, key, op, value, escape)
 
 
 IC_GT = C(M, "IC", ">", 0.05)
@@ -58,7 +60,9 @@ VALID = [
     ),
     pytest.param("metrics.`Rank IC` > 0.1", C(M, "Rank IC", ">", 0.1), id="backtick-key"),
     pytest.param("params.\"lr.x\" = '0.1'", C(P, "lr.x", "=", "0.1"), id="double-quoted-key"),
-    pytest.param("metrics.`a``b` = 1", C(M, "a`b", "=", 1), id="doubled-backtick-in-key"),
+    pytest.param("metrics.`a``b` = 1", C(M, "a``b", "=", 1), id="quoted-key-taken-as-is"),
+    pytest.param('metrics."a`b" = 1', C(M, "a`b", "=", 1), id="backtick-in-double-quoted-key"),
+    pytest.param("tags.E'a`b\"c' = 'v'", C(T, 'a`b"c', "=", "v"), id="escape-string-key"),
     pytest.param("metrics.a/b-c = 1", C(M, "a/b-c", "=", 1), id="slash-dash-in-key"),
     pytest.param("metrics.x IN (1, 2.5)", C(M, "x", "IN", (1, 2.5)), id="metric-in"),
     pytest.param("metrics.x not in (1)", C(M, "x", "NOT IN", (1,)), id="metric-not-in"),
@@ -77,10 +81,29 @@ VALID = [
     pytest.param("params.m not ilike 'a'", C(P, "m", "NOT ILIKE", "a"), id="param-not-ilike"),
     pytest.param("params.m NOT IN ('a')", C(P, "m", "NOT IN", ("a",)), id="param-not-in"),
     pytest.param('tags.x = "a b"', C(T, "x", "=", "a b"), id="tag-double-quoted-value"),
-    pytest.param("tag.x = 'it''s'", C(T, "x", "=", "it's"), id="doubled-quote-escape"),
-    pytest.param("tags.x = 'it\\'s'", C(T, "x", "=", "it's"), id="backslash-quote-escape"),
-    pytest.param("tags.x = 'a\\\\b'", C(T, "x", "=", "a\\b"), id="backslash-backslash"),
-    pytest.param("tags.x LIKE '100\\%'", C(T, "x", "LIKE", "100\\%"), id="like-escape-kept"),
+    # As in MLflow (sqlparse), the text between the quotes is the value: nothing is unescaped.
+    pytest.param("tag.x = 'it''s'", C(T, "x", "=", "it''s"), id="doubled-quote-kept"),
+    pytest.param("tags.x = 'it\\'s'", C(T, "x", "=", "it\\'s"), id="backslash-quote-kept"),
+    pytest.param("tags.x = 'a\\\\b'", C(T, "x", "=", "a\\\\b"), id="backslashes-kept"),
+    pytest.param("tags.x = 'a\\'", C(T, "x", "=", "a\\"), id="backslash-before-closing-quote"),
+    pytest.param('tags.x = "it\'s"', C(T, "x", "=", "it's"), id="double-quoted-apostrophe"),
+    pytest.param("tags.x = E'it\\'s \"x\"'", C(T, "x", "=", 'it\'s "x"'), id="escape-string"),
+    pytest.param("tags.x = e'a''b\\\\c\\d'", C(T, "x", "=", "a'b\\cd"), id="escape-string-pairs"),
+    pytest.param("tags.x LIKE '100\\%'", C(T, "x", "LIKE", "100\\%"), id="like-backslash"),
+    pytest.param(
+        "tags.x LIKE '100!%' ESCAPE '!'", C(T, "x", "LIKE", "100!%", "!"), id="like-escape"
+    ),
+    pytest.param(
+        "tags.x not ilike 'a\\_' escape '\\'",
+        C(T, "x", "NOT ILIKE", "a\\_", "\\"),
+        id="ilike-escape-backslash",
+    ),
+    pytest.param(
+        "tags.mlflow.runName LIKE 'x%'", C(A, "run_name", "LIKE", "x%"), id="mlflow-run-name-tag"
+    ),
+    pytest.param(
+        "tags.`mlflow.runName` = 'x'", C(A, "run_name", "=", "x"), id="quoted-run-name-tag"
+    ),
     pytest.param("tags.x IS NULL", C(T, "x", "IS NULL"), id="tag-is-null"),
     pytest.param("status = 'FAILED'", FAILED, id="attribute-without-prefix"),
     pytest.param("STATUS = 'FAILED'", FAILED, id="attribute-name-case-insensitive"),
@@ -151,7 +174,18 @@ INVALID = [
     ),
     pytest.param("metrics.IC", "found end of input", 10, id="operator-at-end"),
     pytest.param("tags.x = 'abc", "unterminated string", 9, id="unterminated-string"),
-    pytest.param("tags.x = 'abc\\'", "unterminated string", 9, id="escaped-last-quote"),
+    pytest.param(
+        "tags.x = 'a\\' AND tags.y = 'b'", "unterminated string", 29, id="backslash-quote-continues"
+    ),
+    pytest.param("tags.x = E'abc", "unterminated escape string", 9, id="unterminated-e-string"),
+    pytest.param(
+        "tags.x LIKE 'a' ESCAPE 'ab'", "ESCAPE takes one character", 23, id="escape-two-chars"
+    ),
+    pytest.param("tags.x LIKE 'a' ESCAPE 1", "ESCAPE takes one character", 23, id="escape-number"),
+    pytest.param(
+        "tags.x LIKE 'a!' ESCAPE '!'", "ends with its ESCAPE character '!'", 17, id="escape-last"
+    ),
+    pytest.param("tags.x = 'a' ESCAPE '!'", "found 'ESCAPE'", 13, id="escape-without-like"),
     pytest.param("metrics.`a b > 1", "unterminated quoted key", 8, id="unterminated-key"),
     pytest.param("status = 'x')", "unexpected ')'", 12, id="unexpected-close"),
     pytest.param(")", "expected a filter clause", 0, id="close-first"),
@@ -213,6 +247,21 @@ def test_parse_invalid(text: str, message: str, position: int) -> None:
     assert info.value.query == text
     assert isinstance(info.value, InvalidInputError)
     assert isinstance(info.value, ValueError)
+
+
+def test_filter_size_is_capped_with_one_line() -> None:
+    most = " and ".join(f"metrics.m{i} > 0" for i in range(MAX_CLAUSES))
+    assert len(parse_filter(most).items) == MAX_CLAUSES  # type: ignore[union-attr]
+    # 5,000 clauses then a syntax error: the cap is reported, so parsing stopped at it.
+    huge = " or ".join(f"metrics.m{i} > 0" for i in range(5000)) + " and and"
+    with pytest.raises(InvalidQueryError, match=f"more than {MAX_CLAUSES} comparisons") as info:
+        parse_filter(huge)
+    assert "\n" not in str(info.value)
+    assert parse_filter("(" * MAX_DEPTH + "metrics.x > 0" + ")" * MAX_DEPTH) == C(M, "x", ">", 0)
+    for depth in (MAX_DEPTH + 1, 330, 10_000):
+        with pytest.raises(InvalidQueryError, match=f"more than {MAX_DEPTH} deep") as info:
+            parse_filter("(" * depth + "metrics.x > 0" + ")" * depth)
+        assert "\n" not in str(info.value)
 
 
 ORDER_VALID = [
@@ -288,9 +337,13 @@ def view(
 
 
 NAN_RUN = view(metrics={"x": math.nan})
+FUTURE = 4_000_000_000_000  # a heartbeat in 2096: never stale
 PREDICATES = [
-    pytest.param("metrics.x != 1", NAN_RUN, False, id="nan-ne"),
-    pytest.param("metrics.x NOT IN (1)", NAN_RUN, False, id="nan-not-in"),
+    pytest.param("metrics.x != 1", NAN_RUN, True, id="nan-ne"),
+    pytest.param("metrics.x NOT IN (1)", NAN_RUN, True, id="nan-not-in"),
+    pytest.param("metrics.x = 1", NAN_RUN, False, id="nan-eq"),
+    pytest.param("metrics.x IN (1)", NAN_RUN, False, id="nan-in"),
+    pytest.param("metrics.x < 1", NAN_RUN, False, id="nan-lt"),
     pytest.param("metrics.x IS NOT NULL", NAN_RUN, True, id="nan-is-present"),
     pytest.param("metrics.x IS NULL", NAN_RUN, False, id="nan-is-not-missing"),
     pytest.param("metrics.y != 1", NAN_RUN, False, id="missing-ne"),
@@ -307,8 +360,30 @@ PREDICATES = [
     pytest.param("tags.t ILIKE 'É'", view(tags={"t": "é"}), False, id="ilike-ascii-only"),
     pytest.param("tags.t LIKE 'a_c'", view(tags={"t": "aéc"}), True, id="underscore-one-char"),
     pytest.param("tags.t LIKE 'a_c'", view(tags={"t": "ac"}), False, id="underscore-needs-one"),
-    pytest.param("tags.t LIKE '1\\%'", view(tags={"t": "1%"}), True, id="escaped-percent"),
-    pytest.param("tags.t LIKE '1\\%'", view(tags={"t": "12"}), False, id="escaped-not-wild"),
+    pytest.param("tags.t LIKE '1\\%'", view(tags={"t": "1%"}), False, id="backslash-literal"),
+    pytest.param("tags.t LIKE '1\\%'", view(tags={"t": "1\\2"}), True, id="backslash-then-wild"),
+    pytest.param("tags.t LIKE '1!%' ESCAPE '!'", view(tags={"t": "1%"}), True, id="escaped-pct"),
+    pytest.param("tags.t LIKE '1!%' ESCAPE '!'", view(tags={"t": "12"}), False, id="escaped-lit"),
+    pytest.param("tags.t LIKE 'a!!' ESCAPE '!'", view(tags={"t": "a!"}), True, id="escaped-esc"),
+    pytest.param("tags.t ILIKE 'Xa%' ESCAPE 'X'", view(tags={"t": "A%"}), True, id="escape-letter"),
+    pytest.param("status = 'finished'", view(), True, id="status-case"),
+    pytest.param("status LIKE 'fin%'", view(), True, id="status-like-case"),
+    pytest.param("status IN ('failed', 'finished')", view(), True, id="status-in-case"),
+    pytest.param("status != 'Finished'", view(), False, id="status-ne-case"),
+    pytest.param("status = 'stale'", view(status="RUNNING", heartbeat=0), True, id="stale"),
+    pytest.param("status = 'STALE'", view(status="RUNNING", heartbeat=FUTURE), False, id="fresh"),
+    pytest.param("status = 'stale'", view(status="RUNNING", start_time=0), True, id="stale-legacy"),
+    pytest.param("status = 'stale'", view(heartbeat=0), False, id="stale-only-running"),
+    pytest.param("status = 'running'", view(status="RUNNING", heartbeat=0), True, id="stale-runs"),
+    pytest.param("status != 'stale'", view(status="RUNNING", heartbeat=0), False, id="not-stale"),
+    pytest.param(
+        "status != 'stale'", view(status="RUNNING", heartbeat=FUTURE), True, id="not-stale-fresh"
+    ),
+    pytest.param(
+        "status NOT IN ('failed', 'stale')", view(status="RUNNING", heartbeat=0), False, id="nin"
+    ),
+    pytest.param("status LIKE 'st%'", view(status="RUNNING", heartbeat=0), True, id="like-stale"),
+    pytest.param("status NOT ILIKE '%ale'", view(status="RUNNING"), False, id="not-ilike-stale"),
     pytest.param("tags.t LIKE '%'", view(tags={"t": "a\nb"}), True, id="percent-newline"),
     pytest.param("tags.t NOT LIKE 'a%'", view(tags={"t": "ba"}), True, id="not-like"),
     pytest.param("experiment_id = '01'", view(), False, id="experiment-id-exact"),
@@ -417,9 +492,23 @@ def comparisons(
             values = attr_strings
         if op in LIST_OPS:
             return C(kind, key, op, tuple(draw(st.lists(values, min_size=1, max_size=3))))
-        return C(kind, key, op, draw(patterns if "LIKE" in op else values))
+        if "LIKE" not in op:
+            return C(kind, key, op, draw(values))
+        pattern, escape = draw(patterns), draw(ESCAPES)
+        return C(kind, key, op, pattern, escape if _escapes_all(pattern, escape) else "")
 
     return comparison()
+
+
+ESCAPES = st.sampled_from(["", "", "!", "\\", "%", "a"])
+
+
+def _escapes_all(pattern: str, escape: str) -> bool:
+    """Whether ``escape`` leaves nothing dangling at the end of ``pattern`` (the parser's rule)."""
+    i = 0
+    while i < len(pattern):
+        i += 2 if pattern[i] == escape else 1
+    return i == len(pattern)
 
 
 def expressions(leaves: st.SearchStrategy[Comparison]) -> st.SearchStrategy[Expr]:
@@ -484,7 +573,7 @@ METRIC_VALUES = st.one_of(
     st.floats(allow_nan=False),
 )
 FILTER_NUMBERS = st.one_of(st.sampled_from([0, 1, -1, 0.5, 0.1, 10, 2, 1_700_000_000_000]), NUMBERS)
-TIMES = st.one_of(st.none(), st.sampled_from([0, 1, 2, 1_700_000_000_000]))
+TIMES = st.one_of(st.none(), st.sampled_from([0, 1, 2, 1_700_000_000_000, FUTURE]))
 STATUSES = ["SCHEDULED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
 
 RUNS = st.lists(
@@ -511,9 +600,8 @@ RUNS = st.lists(
 
 def _patterns_from(value: str) -> list[str]:
     """LIKE patterns that (nearly) match ``value``: exact, other case, prefix, suffix, one char."""
-    literal = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    found = [value, literal, literal.swapcase(), value[:1] + "%", "%" + value[-1:]]
-    found += ["_" + literal[1:], literal[:1].swapcase() + "%"]
+    found = [value, value.swapcase(), value[:1] + "%", "%" + value[-1:]]
+    found += ["_" + value[1:], value[:1].swapcase() + "%"]
     return found
 
 
@@ -543,7 +631,10 @@ def queries_for(runs: list[dict[str, Any]]) -> st.SearchStrategy[list[tuple]]:
             _mostly(local_texts, st.one_of(SHORT, PARAM_VALUES)),
             _mostly(local_patterns, PATTERNS),
             attr_strings=_mostly(
-                local_texts, st.sampled_from(STATUSES + ["active", "deleted", "1", "01", "2"])
+                local_texts,
+                st.sampled_from(
+                    [*STATUSES, "stale", "running", "Stale", "active", "deleted", "1", "01", "2"]
+                ),
             ),
         )
     )
@@ -708,19 +799,22 @@ def test_sql_agrees_with_python(
 
 
 @st.composite
-def value_and_pattern(draw: st.DrawFn) -> tuple[str, str]:
-    """A string and a LIKE pattern made from it: characters kept, case-swapped, dropped, or
-    replaced by wildcards, with ``%``, ``_`` and ``\\`` escaped when kept."""
-    value = draw(st.text(ALPHABET + "ǅΣσςxyZ", max_size=6))
+def value_and_pattern(draw: st.DrawFn) -> tuple[str, str, str]:
+    """A string, a LIKE pattern made from it and the pattern's escape character (or none):
+    characters kept, case-swapped, dropped, or replaced by wildcards, with the wildcards and
+    the escape character escaped when kept."""
+    value = draw(st.text(ALPHABET + "ǅΣσςxyZ!", max_size=6))
+    escape = draw(st.sampled_from(["", "\\", "!", "x"]))
     parts = []
     for ch in value:
-        literal = "\\" + ch if ch in "%_\\" else ch
+        literal = escape + ch if escape and ch in ("%", "_", escape) else ch
         how = draw(st.sampled_from(["keep", "swap", "one", "any", "drop", "raw"]))
         parts.append({"keep": literal, "swap": literal.swapcase(), "one": "_", "any": "%",
                       "drop": "", "raw": ch}[how])  # fmt: skip
     if draw(st.booleans()):
-        parts.append(draw(st.sampled_from(["%", "_", "\\", "x", "X"])))
-    return value, "".join(parts)
+        parts.append(draw(st.sampled_from(["%", "_", "\\", "x", "X", "!"])))
+    pattern = "".join(parts)
+    return value, pattern, escape if _escapes_all(pattern, escape) else ""
 
 
 @settings(
@@ -729,8 +823,8 @@ def value_and_pattern(draw: st.DrawFn) -> tuple[str, str]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(case=value_and_pattern())
-def test_like_agrees_with_python(engine: sa.Engine, case: tuple[str, str]) -> None:
-    value, pattern = case
+def test_like_agrees_with_python(engine: sa.Engine, case: tuple[str, str, str]) -> None:
+    value, pattern, escape = case
     run = {"id": "r", "name": value, "status": "FINISHED", "experiment_id": 1,
            "lifecycle": "active", "start_time": None, "end_time": None, "heartbeat": None,
            "metrics": {}, "params": {}, "tags": {"t": value}}  # fmt: skip
@@ -738,7 +832,7 @@ def test_like_agrees_with_python(engine: sa.Engine, case: tuple[str, str]) -> No
     with engine.connect() as conn:
         for op in ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"):
             for kind, key in ((T, "t"), (A, "run_name")):
-                expr = C(kind, key, op, pattern)
+                expr = C(kind, key, op, pattern, escape)
                 stmt = select_runs(expr, dialect_name=engine.dialect.name)
                 got = [row.id for row in conn.execute(stmt)] == ["r"]
                 assert got is to_predicate(expr)(view), format_filter(expr)
@@ -769,10 +863,11 @@ FIXED = [
 
 KNOWN = [
     ("metrics.IC > 0", "r1 r3"),
-    ("metrics.IC != 0.1", "r2 r3"),
+    ("metrics.IC != 0.1", "r2 r3 r4"),
     ("metrics.IC IS NOT NULL", "r1 r2 r3 r4"),
     ("metrics.IC IS NULL", "r5"),
-    ("metrics.loss NOT IN (1)", ""),
+    ("metrics.loss NOT IN (1)", "r1"),
+    ("metrics.loss != 1 AND metrics.loss != 2", "r1"),
     ("metrics.IC >= 1e308", "r3"),
     ("params.lr < 0.05", "r1 r2"),
     ("params.lr != 0.01", "r2 r5"),
@@ -784,10 +879,14 @@ KNOWN = [
     ("params.model ILIKE 'lgb%'", "r1 r2"),
     ("params.model LIKE 'lgb*'", "r2"),
     ("params.model LIKE 'lgb_'", "r2"),
-    (r"params.model LIKE 'x\\\\y'", "r4"),
-    (r"tags.note LIKE '100\%'", "r1"),
+    (r"params.model LIKE 'x\y'", "r4"),
+    (r"params.model = 'x\y'", "r4"),
+    (r"params.model = 'x\\y'", ""),
+    (r"tags.note LIKE '100\%'", ""),
+    ("tags.note LIKE '100!%' ESCAPE '!'", "r1"),
     ("tags.note LIKE 'a_c'", "r2 r5"),
-    (r"tags.note LIKE 'a\_c'", "r5"),
+    (r"tags.note LIKE 'a\_c'", ""),
+    ("tags.note LIKE 'a!_c' ESCAPE '!'", "r5"),
     ("tags.note ILIKE 'été'", ""),
     ("tags.note ILIKE 'ÉtÉ'", "r3"),
     ("tags.note != 'abc'", "r1 r3 r5"),
@@ -805,6 +904,13 @@ KNOWN = [
     ("start_time > 5 AND start_time < 20.5", "r1 r2 r4"),
     ("start_time > 19.5", "r2 r4"),
     ("status IN ('FAILED', 'KILLED') OR lifecycle = 'deleted'", "r2 r4 r5"),
+    ("status = 'finished'", "r1 r4"),
+    ("status ILIKE 'F%' AND status NOT LIKE '%ed'", ""),
+    ("status LIKE 'f%'", "r1 r2 r4"),
+    ("status = 'stale'", "r3"),
+    ("status = 'running'", "r3"),
+    ("status != 'stale'", "r1 r2 r4 r5"),
+    ("status IN ('stale', 'killed')", "r3 r5"),
     ("(metrics.IC > 0 OR params.lr < 0.05) AND status != 'RUNNING'", "r1 r2"),
 ]
 

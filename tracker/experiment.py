@@ -118,9 +118,11 @@ class Experiment:
             if info.experiment_id != self.id or info.lifecycle.value != "active":
                 raise RunNotFound(f"no recorder {recorder_id!r} in experiment {self.name!r}")
         else:
+            from tracker.search import quote
+
             name = recorder_name or self._default_rec_name
             found = self.manager.search_run_infos(
-                [self.id], filter_string=f"run_name = {_quote(name)}", max_results=1
+                [self.id], filter_string=f"run_name = {quote(name)}", max_results=1
             )
             if not found:
                 raise RunNotFound(f"no recorder named {name!r} in experiment {self.name!r}")
@@ -157,7 +159,9 @@ class Experiment:
             raise InvalidInputError(f"rtype {rtype!r} must be 'dict' or 'list'")
         flt = filter_string
         if status is not None:
-            cond = f"status = {_quote(str(status).upper())}"
+            from tracker.search import quote
+
+            cond = f"status = {quote(str(status))}"
             flt = f"({flt}) and {cond}" if flt else cond
         infos = self.manager.search_run_infos([self.id], flt, max_results=max_results)
         recorders = [Recorder(self.manager, self.id, info=i) for i in infos]
@@ -180,7 +184,3 @@ class Experiment:
     def list_deleted(self) -> list[Recorder]:
         infos = self.manager.search_run_infos([self.id], view=ViewType.DELETED_ONLY)
         return [Recorder(self.manager, self.id, info=i) for i in infos]
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -277,7 +277,7 @@ class ExpManager(abc.ABC):
         self.log_metrics(run_id, {key: value}, step=step)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        ts, st = now_ms(), metric_step(step)
+        ts, st = now_ms(), metric_step(step, metrics)
         points = [Metric(check_key(k), metric_value(k, v), st, ts) for k, v in metrics.items()]
         self.log_batch(run_id, metrics=points)
 

@@ -183,7 +183,7 @@ class Recorder:
         self.manager.log_batch(self._require_id(), params=text_items(kwargs, "param"))
 
     def log_metrics(self, step: int | None = None, **kwargs: Any) -> None:
-        ts, st = now_ms(), metric_step(step)
+        ts, st = now_ms(), metric_step(step, kwargs)
         points = [Metric(check_key(k), metric_value(k, v), st, ts) for k, v in kwargs.items()]
         buffer = self._buffer
         if buffer is not None and self.async_log:

@@ -1,31 +1,41 @@
 """The run filter and order-by language, shared by every backend.
 
-It is a compatible superset of MLflow's ``search_runs`` filter. Grammar::
+On every filter MLflow's ``search_runs`` accepts, it returns what MLflow returns on its SQLite
+store (a differential test checks this against the real ``mlflow`` package); it adds ``OR``,
+parentheses, ``IN`` for every field, numeric param comparisons, ``ESCAPE`` and escape strings.
+Grammar::
 
     filter   := or_expr | <empty>
     or_expr  := and_expr (OR and_expr)*              AND binds tighter than OR
     and_expr := term (AND term)*
     term     := '(' or_expr ')' | clause
-    clause   := field op value | field IS [NOT] NULL
+    clause   := field op value [ESCAPE string] | field IS [NOT] NULL
     field    := [type '.'] key                       no type means an attribute
     type     := metrics | metric | params | param | parameters | parameter
               | tags | tag | attributes | attribute | attr | run
-    key      := bare key (letters, digits, _ . - /), or `quoted` or "quoted"
+    key      := bare key (letters, digits, _ . - /), or `quoted`, "quoted" or E'escaped'
     op       := = | == | != | <> | < | <= | > | >= | [NOT] LIKE | [NOT] ILIKE | [NOT] IN
-    value    := 'string' | "string" | number | '(' value (',' value)* ')'
+    value    := string | number | '(' value (',' value)* ')'
+    string   := 'text' | "text" | E'text'
 
 Keywords, types and attribute names are case-insensitive; metric, param and tag keys are not. The
 first dot ends the type: ``metrics.1day.excess_return.mean`` is the metric
-``1day.excess_return.mean``. Inside quotes, a doubled quote or a backslash escapes the quote,
-``\\\\`` is a backslash, and any other backslash stays as it is. Numbers are decimal literals
-(``-1``, ``.5``, ``1e-3``); integers beyond 2**53 are read as floats.
+``1day.excess_return.mean``. ``tags.mlflow.runName`` is the run name (MLflow keeps the name in
+that tag). Numbers are decimal literals (``-1``, ``.5``, ``1e-3``); integers beyond 2**53 are
+read as floats.
+
+Quoting is MLflow's (that is, sqlparse's): the text between the quotes is taken as it is, nothing
+is unescaped. A doubled quote or a backslash before a quote does not end the string but stays in
+it: ``'it''s'`` is the five characters ``it''s``; write ``"it's"`` for ``it's``. For text no plain
+quoting can hold, an escape string ``E'...'`` (PostgreSQL's) reads ``\\x`` as ``x`` and ``''`` as
+``'``: ``E'it\'s "x"'``. MLflow does not accept escape strings.
 
 What each type accepts:
 
 - ``metrics``: ``= != < <= > >= IN NOT IN`` with numbers (``metrics.IC > 0.05``, never
-  ``'0.05'``); ``IS NULL`` / ``IS NOT NULL`` test whether the run logged the metric. NaN never
-  matches a comparison, but counts as logged.
-- ``params``: with quoted strings ``= != LIKE ILIKE IN`` (and the ``NOT`` forms); with unquoted
+  ``'0.05'``); ``IS NULL`` / ``IS NOT NULL`` test whether the run logged the metric. A NaN value
+  is logged; as in MLflow (and IEEE 754) it satisfies only ``!=`` and ``NOT IN``.
+- ``params``: with strings ``= != LIKE ILIKE IN`` (and the ``NOT`` forms); with unquoted
   numbers ``= != < <= > >= IN NOT IN`` compare numerically, and only params whose value reads as a
   number (:func:`param_number`) can match: ``params.lr <= 0.01``. An IN list is all strings or all
   numbers. ``IS [NOT] NULL`` tests whether the run has the param.
@@ -33,11 +43,20 @@ What each type accepts:
 - attributes ``run_id`` (``id``), ``run_name`` (``name``, ``"run name"``), ``status``,
   ``experiment_id``, ``lifecycle`` (``lifecycle_stage``) are strings, like tags; ``start_time``
   (``created``), ``end_time`` and ``heartbeat`` are numbers (epoch milliseconds) and may be NULL.
+- ``status`` ignores case (``status = 'finished'``), and ``'stale'`` names a RUNNING run whose
+  heartbeat (or, for runs written by other tools, start time) is older than
+  ``tracker.manager.DEFAULT_STALE_AFTER``, as ``tracker ls`` shows it: a stale run is both
+  ``'running'`` and ``'stale'``, so ``status = 'running'`` includes it and
+  ``status != 'stale'`` excludes it.
 
 A comparison on a metric, param, tag or NULL attribute that the run does not have is false, even
-for ``!=`` and ``NOT IN``. ``LIKE`` is case-sensitive; ``%`` matches any text, ``_`` one
-character, and a backslash makes the next character literal (``'100\\%'``). ``ILIKE`` also
-ignores the case of ASCII letters (only those: ``'é'`` does not match ``'É'``).
+for ``!=`` and ``NOT IN``. ``LIKE`` is case-sensitive; ``%`` matches any text and ``_`` one
+character, everywhere in the pattern: as in SQL and MLflow on SQLite there is no escape character
+unless ``ESCAPE`` names one (``tags.x LIKE '100!%' ESCAPE '!'`` matches ``100%``). ``ILIKE``
+also ignores the case of ASCII letters (only those: ``'é'`` does not match ``'É'``).
+
+A filter holds at most :data:`MAX_CLAUSES` comparisons and nests parentheses at most
+:data:`MAX_DEPTH` deep.
 
 Order-by items are ``field [ASC|DESC]`` or ``-field`` (descending), for example
 ``["metrics.IC DESC", "params.lr"]``; a field may appear once. Strings sort by code point, params
@@ -51,7 +70,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tracker.errors import InvalidQueryError
@@ -81,8 +100,16 @@ _NUMERIC_KIND_OPS = COMPARE_OPS + LIST_OPS + NULL_OPS
 _STRING_KIND_OPS = ("=", "!=", *LIKE_OPS, *LIST_OPS, *NULL_OPS)
 _PARAM_OPS = COMPARE_OPS + LIKE_OPS + LIST_OPS + NULL_OPS
 _ALL_OPS = "=, !=, <, <=, >, >=, LIKE, ILIKE, NOT LIKE, NOT ILIKE, IN, NOT IN, IS NULL, IS NOT NULL"
-_KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "ASC", "DESC"})
+_KEYWORDS = frozenset(
+    {"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "ESCAPE", "ASC", "DESC"}
+)
 _MAX_EXACT_INT = 2**53
+#: Bounds on a filter's size: enough for any filter a person writes, and they keep parsing,
+#: planning (PostgreSQL's grows fast with the number of subqueries) and recursion bounded.
+MAX_CLAUSES = 256
+MAX_DEPTH = 32
+RUN_NAME_TAG = "mlflow.runName"  # MLflow's tag holding the run name
+STALE = "STALE"  # the status ``tracker ls`` shows for a RUNNING run whose heartbeat is lost
 
 _NUM = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _NUM_RE = re.compile(_NUM)
@@ -90,20 +117,31 @@ _TOKEN_RE = re.compile(
     rf"(?P<num>{_NUM})|(?P<word>[^\W0-9][\w.\-/]*)|(?P<op><=|>=|<>|!=|==|=|<|>)|(?P<punct>[(),-])"
 )
 _INT_RE = re.compile(r"[+-]?[0-9]+")
-_LIKE_RE = re.compile(r"\\(.)|([%_])|(.)", re.DOTALL)
+# sqlparse's string and quoted-name tokens, which MLflow's parser uses: a doubled quote (and, in
+# strings, a backslash-quote) does not end the token; the text between the quotes is the value.
+_QUOTED_RE = {
+    "'": re.compile(r"'(?:''|\\'|[^'])*'"),
+    '"': re.compile(r'"(?:""|\\"|[^"])*"'),
+    "`": re.compile(r"`(?:``|[^`])*`"),
+}
+_ESCAPE_STRING_RE = re.compile(r"[eE]'((?:''|\\.|[^'\\])*)'", re.DOTALL)
+_UNESCAPE_RE = re.compile(r"''|\\(.)", re.DOTALL)
 _BARE_KEY_RE = re.compile(r"[\w.\-/]+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True)
 class Comparison:
     """``kind`` is metric, param, tag or attribute; ``value`` is a str, int, float, a tuple of
-    them (IN, NOT IN) or None (IS NULL, IS NOT NULL)."""
+    them (IN, NOT IN) or None (IS NULL, IS NOT NULL); ``escape`` is a LIKE pattern's escape
+    character, or empty for none."""
 
     kind: str
     key: str
     op: str
     value: object = None
+    escape: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,10 +196,34 @@ def ascii_fold(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
-def like_parts(pattern: str) -> list[tuple[bool, str]]:
-    """Split a LIKE pattern into ``(is_wildcard, char)``; a backslash makes the next character
-    literal, and a trailing backslash is itself literal."""
-    return [(bool(wild), esc or wild or c) for esc, wild, c in _LIKE_RE.findall(pattern)]
+def ascii_upper(text: str) -> str:
+    return text.translate(_ASCII_UPPER)
+
+
+def like_parts(pattern: str, escape: str = "") -> list[tuple[bool, str]]:
+    """Split a LIKE pattern into ``(is_wildcard, char)``: ``%`` and ``_`` are wildcards unless
+    ``escape`` (a character, or empty for none) precedes them; it makes any next character
+    literal. The parser refuses a pattern ending in its escape character."""
+    parts, chars = [], iter(pattern)
+    for c in chars:
+        if c == escape:
+            parts.append((False, next(chars, c)))
+        else:
+            parts.append((c in "%_", c))
+    return parts
+
+
+KEY_QUOTES = '`"'
+
+
+def quote(text: str, quotes: str = "'\"") -> str:
+    """``text`` as a string (``quotes=KEY_QUOTES`` for a key) that reads back as ``text``:
+    in the first of ``quotes`` that can hold it, else as an escape string ``E'...'``."""
+    for q in quotes:
+        # A backslash before the closing quote would pair with it and continue the string.
+        if _QUOTED_RE[q].fullmatch(q + text + q) and not (q != "`" and text.endswith("\\")):
+            return q + text + q
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,22 +245,22 @@ class _Tok:
         return "end of input" if self.kind == "end" else repr(self.text)
 
 
-def _read_quoted(text: str, start: int) -> tuple[str, int]:
-    """Inside quotes, a doubled quote, backslash-quote and backslash-backslash escape; any other
-    backslash is kept (so ``'100\\%'`` is the LIKE pattern for a literal ``100%``)."""
-    quote, out, i = text[start], [], start + 1
-    while i < len(text):
-        pair = text[i : i + 2]
-        if pair in (quote * 2, "\\" + quote, "\\\\"):
-            out.append(pair[1])
-            i += 2
-        elif text[i] == quote:
-            return "".join(out), i + 1
-        else:
-            out.append(text[i])
-            i += 1
-    what = "quoted key" if quote == "`" else "string"
-    raise InvalidQueryError(f"unterminated {what}: no closing {quote}", text, start)
+def _quoted(text: str, start: int) -> _Tok:
+    quote_char = text[start]
+    m = _QUOTED_RE[quote_char].match(text, start)
+    if m is None:
+        what = "quoted key" if quote_char == "`" else "string"
+        raise InvalidQueryError(f"unterminated {what}: no closing {quote_char}", text, start)
+    kind = {"'": "str", '"': "dq", "`": "bq"}[quote_char]
+    return _Tok(kind, m.group(), start, m.group()[1:-1])
+
+
+def _escape_string(text: str, start: int) -> _Tok:
+    m = _ESCAPE_STRING_RE.match(text, start)
+    if m is None:
+        raise InvalidQueryError("unterminated escape string: no closing '", text, start)
+    value = _UNESCAPE_RE.sub(lambda e: "'" if e.group(1) is None else e.group(1), m.group(1))
+    return _Tok("esc", m.group(), start, value)
 
 
 def _tokenize(text: str) -> list[_Tok]:
@@ -207,21 +269,25 @@ def _tokenize(text: str) -> list[_Tok]:
         c = text[i]
         if c.isspace():
             i += 1
-        elif c in "'\"`":
-            value, end = _read_quoted(text, i)
-            tokens.append(_Tok({"'": "str", '"': "dq", "`": "bq"}[c], text[i:end], i, value))
-            i = end
+            continue
+        if c in "'\"`":
+            tok = _quoted(text, i)
+        elif c in "eE" and text.startswith("'", i + 1):
+            tok = _escape_string(text, i)
         else:
             m = _TOKEN_RE.match(text, i)
             if m is None:
                 raise InvalidQueryError(f"unexpected character {c!r}", text, i)
-            kind = m.lastgroup or ""
+            kind, word = m.lastgroup or "", m.group()
             if kind == "num" and _BARE_KEY_RE.match(text[m.end() : m.end() + 1]):
                 shown = _BARE_KEY_RE.match(text, i + 1)
-                shown_text = text[i : shown.end()] if shown else m.group()
+                shown_text = text[i : shown.end()] if shown else word
                 raise InvalidQueryError(f"invalid number {shown_text!r}", text, i)
-            tokens.append(_Tok(m.group() if kind == "punct" else kind, m.group(), i))
-            i = m.end()
+            if kind == "word" and word[-2:] in (".E", ".e") and text.startswith("'", m.end()):
+                word = word[:-1]  # ``tags.E'...'``: a key written as an escape string
+            tok = _Tok(word if kind == "punct" else kind, word, i)
+        tokens.append(tok)
+        i = tok.end
     tokens.append(_Tok("end", "", len(text)))
     return tokens
 
@@ -232,6 +298,7 @@ _Values = list[tuple[object, _Tok]]
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text, self.tokens, self.i = text, _tokenize(text), 0
+        self.clauses = self.depth = 0
 
     def peek(self, ahead: int = 0) -> _Tok:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
@@ -266,12 +333,27 @@ class _Parser:
         tok = self.peek()
         if tok.kind == "(":
             self.next()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise InvalidQueryError(
+                    f"the filter nests parentheses more than {MAX_DEPTH} deep (at position "
+                    f"{tok.pos}); remove redundant ones",
+                    self.text,
+                )
             inner = self.or_expr()
             close = self.next()
             if close.kind != ")":
                 msg = f"expected ')' to close the '(' at position {tok.pos}, found"
                 raise self.fail(f"{msg} {close.describe()}", close.pos)
+            self.depth -= 1
             return inner
+        self.clauses += 1
+        if self.clauses > MAX_CLAUSES:
+            raise InvalidQueryError(
+                f"the filter has more than {MAX_CLAUSES} comparisons; narrow it, or use IN "
+                "lists (metrics.x IN (1, 2, 3)) where comparisons share a key",
+                self.text,
+            )
         return self.clause()
 
     def field(self, what: str) -> tuple[str, str, str]:
@@ -292,7 +374,7 @@ class _Parser:
         key_pos, text = tok.end, tok.text
         if key:
             key_pos = tok.pos + len(prefix) + 1
-        elif self.peek().kind in ("bq", "dq") and self.peek().pos == tok.end:
+        elif self.peek().kind in ("bq", "dq", "esc") and self.peek().pos == tok.end:
             quoted = self.next()
             key, text = quoted.value, tok.text + quoted.text
             if not key:
@@ -302,6 +384,8 @@ class _Parser:
             raise self.fail(f"expected a key right after {tok.text!r}, {hint}", tok.end)
         if kind == "attribute":
             return kind, self.attribute(key, key_pos), text
+        if kind == "tag" and key == RUN_NAME_TAG:
+            return "attribute", "run_name", text
         return kind, key, text
 
     def attribute(self, name: str, pos: int) -> str:
@@ -333,7 +417,7 @@ class _Parser:
 
     def scalar(self, op: str) -> tuple[object, _Tok]:
         tok = self.next()
-        if tok.kind in ("str", "dq"):
+        if tok.kind in ("str", "dq", "esc"):
             return tok.value, tok
         if tok.kind == "num":
             return self.number(tok), tok
@@ -374,7 +458,23 @@ class _Parser:
         value = tuple(v for v, _ in values) if op in LIST_OPS else values[0][0] if values else None
         comparison = Comparison(kind, key, op, value)
         self.check(comparison, op_tok, values, text)
+        if op in LIKE_OPS and self.is_word(self.peek(), "ESCAPE"):
+            comparison = replace(comparison, escape=self.escape_char(str(value)))
         return comparison
+
+    def escape_char(self, pattern: str) -> str:
+        """Parse ``ESCAPE 'c'`` after a LIKE pattern."""
+        keyword, tok = self.next(), self.next()
+        if tok.kind not in ("str", "dq", "esc") or len(tok.value) != 1:
+            msg = f"ESCAPE takes one character in quotes, e.g. ESCAPE '!'; found {tok.describe()}"
+            raise self.fail(msg, tok.pos)
+        i = 0
+        while i < len(pattern):
+            i += 2 if pattern[i] == tok.value else 1
+        if i > len(pattern):  # the last character escapes nothing
+            msg = f"the LIKE pattern ends with its ESCAPE character {tok.value!r}"
+            raise self.fail(msg, keyword.pos)
+        return tok.value
 
     def check(self, c: Comparison, op_tok: _Tok, values: _Values, text: str) -> None:
         """Raise if the operator or a value's type does not fit the field."""
@@ -461,13 +561,9 @@ def parse_order_by(items: Sequence[str] | str | None) -> list[OrderKey]:
 # Formatting
 
 
-def _quote(text: str, quote: str) -> str:
-    return quote + text.replace("\\", "\\\\").replace(quote, quote + quote) + quote
-
-
 def _format_value(value: object) -> str:
     if isinstance(value, str):
-        return _quote(value, "'")
+        return quote(value)
     if isinstance(value, tuple):
         return "(" + ", ".join(_format_value(v) for v in value) + ")"
     return repr(value)
@@ -475,7 +571,7 @@ def _format_value(value: object) -> str:
 
 def format_field(kind: str, key: str) -> str:
     prefix = _PLURAL[kind]
-    return f"{prefix}.{key}" if _BARE_KEY_RE.fullmatch(key) else f"{prefix}.{_quote(key, '`')}"
+    return f"{prefix}.{key if _BARE_KEY_RE.fullmatch(key) else quote(key, KEY_QUOTES)}"
 
 
 def format_filter(expr: Expr | None) -> str:
@@ -484,7 +580,10 @@ def format_filter(expr: Expr | None) -> str:
         return ""
     if isinstance(expr, Comparison):
         text = f"{format_field(expr.kind, expr.key)} {expr.op}"
-        return text if expr.op in NULL_OPS else f"{text} {_format_value(expr.value)}"
+        if expr.op in NULL_OPS:
+            return text
+        text += f" {_format_value(expr.value)}"
+        return f"{text} ESCAPE {quote(expr.escape)}" if expr.escape else text
     nested = (And, Or) if isinstance(expr, And) else Or
     parts = [
         f"({format_filter(e)})" if isinstance(e, nested) else format_filter(e) for e in expr.items
@@ -510,14 +609,15 @@ def _lookup(run: RunView, kind: str, key: str) -> Any:
     return source.get(key, _MISSING)
 
 
-def _like_regex(pattern: str) -> re.Pattern[str]:
+def _like_regex(pattern: str, escape: str, fold: Callable[[str], str]) -> re.Pattern[str]:
     body = "".join(
-        (".*" if c == "%" else ".") if wild else re.escape(c) for wild, c in like_parts(pattern)
+        (".*" if c == "%" else ".") if wild else re.escape(fold(c))
+        for wild, c in like_parts(pattern, escape)
     )
     return re.compile(body, re.DOTALL)
 
 
-def _value_test(op: str, value: Any) -> Callable[[Any], bool]:
+def _value_test(op: str, value: Any, escape: str = "") -> Callable[[Any], bool]:
     if op in _COMPARE:
         compare = _COMPARE[op]
         return lambda v: compare(v, value)
@@ -525,8 +625,53 @@ def _value_test(op: str, value: Any) -> Callable[[Any], bool]:
         members, wanted = frozenset(value), op == "IN"
         return lambda v: (v in members) == wanted
     fold = ascii_fold if "ILIKE" in op else str
-    regex, wanted = _like_regex(fold(value)), not op.startswith("NOT")
+    regex, wanted = _like_regex(value, escape, fold), not op.startswith("NOT")
     return lambda v: (regex.fullmatch(fold(v)) is not None) == wanted
+
+
+def stale_cutoff() -> int:
+    """Epoch ms before which a RUNNING run's last heartbeat makes it stale, now."""
+    from tracker.manager import DEFAULT_STALE_AFTER, now_ms
+
+    return now_ms() - int(DEFAULT_STALE_AFTER * 1000)
+
+
+def is_stale(status: str, heartbeat: int | None, start_time: int | None, cutoff: int) -> bool:
+    """The staleness rule of ``tracker ls`` and ``tracker reap``: RUNNING, and its heartbeat
+    (for runs written by other tools, which have none, its start time) before ``cutoff``."""
+    last = heartbeat if heartbeat is not None else (start_time or 0)
+    return status == "RUNNING" and last < cutoff
+
+
+_POSITIVE = {"!=": "=", "NOT IN": "IN", "LIKE": "ILIKE", "NOT LIKE": "ILIKE", "NOT ILIKE": "ILIKE"}
+
+
+def status_comparison(c: Comparison) -> tuple[Comparison, bool, bool]:
+    """A comparison on ``status`` (not IS NULL) as ``(positive, negated, stale)``: the run
+    matches when ``positive`` holds for its stored (upper-case) status, or when it is stale
+    and ``stale`` is true, the whole negated when ``negated``. Case is ignored."""
+    op, value = _POSITIVE.get(c.op, c.op), c.value
+    if op in ("=", "IN"):
+        upper = [ascii_upper(str(v)) for v in (value if isinstance(value, tuple) else (value,))]
+        value = tuple(upper) if isinstance(value, tuple) else upper[0]
+    negated = c.op == "!=" or c.op.startswith("NOT")
+    return replace(c, op=op, value=value), negated, _value_test(op, value, c.escape)(STALE)
+
+
+def _status_predicate(c: Comparison) -> Callable[[RunView], bool]:
+    positive, negated, stale = status_comparison(c)
+    test = _value_test(positive.op, positive.value, positive.escape)
+    cutoff = stale_cutoff()
+
+    def predicate(run: RunView) -> bool:
+        a = run.attributes
+        status = str(a["status"])
+        hit = test(status) or (
+            stale and is_stale(status, a.get("heartbeat"), a.get("start_time"), cutoff)  # type: ignore[arg-type]
+        )
+        return hit != negated
+
+    return predicate
 
 
 def _comparison_predicate(c: Comparison) -> Callable[[RunView], bool]:
@@ -534,10 +679,13 @@ def _comparison_predicate(c: Comparison) -> Callable[[RunView], bool]:
     if c.op in NULL_OPS:
         want_missing = c.op == "IS NULL"
         return lambda run: (_lookup(run, kind, key) is _MISSING) == want_missing
-    test = _value_test(c.op, c.value)
+    if kind == "attribute" and key == "status":
+        return _status_predicate(c)
+    test = _value_test(c.op, c.value, c.escape)
     sample = c.value[0] if isinstance(c.value, tuple) else c.value
     numeric_param = kind == "param" and not isinstance(sample, str)
     as_text = kind == "attribute" and key not in NUMERIC_ATTRIBUTES
+    nan_matches = c.op in ("!=", "NOT IN")  # NaN differs from every number (IEEE 754, MLflow)
 
     def predicate(run: RunView) -> bool:
         value = _lookup(run, kind, key)
@@ -546,7 +694,7 @@ def _comparison_predicate(c: Comparison) -> Callable[[RunView], bool]:
         if kind == "metric":
             value = math.nan if value is None else float(value)
             if math.isnan(value):
-                return False
+                return nan_matches
         elif numeric_param:
             value = param_number(value)
             if value is None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tracker.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from tracker.entities import Metric
 
 MAX_KEY_LENGTH = 250
 MAX_VALUE_LENGTH = 1_000_000
@@ -47,26 +50,65 @@ def check_name(name: object, what: str) -> str:
     return name
 
 
+#: Steps and timestamps are BIGINT columns on SQLite and PostgreSQL.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+_BIGINT_RANGE = "[-2**63, 2**63-1]"
+
+
 def metric_value(key: str, value: object) -> float:
     """``value`` as a float; NaN and ±inf are kept, anything non-numeric is refused."""
     if value.__class__ is float:
         return value  # type: ignore[return-value]
     if isinstance(value, numbers.Real):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            pass  # an int or Fraction beyond float's range: refused below
     raise InvalidInputError(
-        f"metric {key!r} has value {value!r} of type {type(value).__name__}; metrics must be "
-        "numbers (log text with set_tags or log_params)"
+        f"metric {key!r} has value {value!r:.60} of type {type(value).__name__}; metrics must "
+        "be numbers within float range (log text with set_tags or log_params)"
     )
 
 
-def metric_step(step: object) -> int:
+def metric_step(step: object, keys: Iterable[str] = ()) -> int:
+    """``step`` as an int in the BIGINT range; ``keys`` are the metrics it is for (named in
+    the error). None is step 0; an integral float is accepted, as in MLflow."""
+    if step.__class__ is int and BIGINT_MIN <= step <= BIGINT_MAX:  # type: ignore[operator]
+        return step  # type: ignore[return-value]
     if step is None:
         return 0
-    if isinstance(step, numbers.Integral) and not isinstance(step, bool):
-        return int(step)
-    if isinstance(step, float) and step.is_integer():
-        return int(step)
-    raise InvalidInputError(f"step {step!r} must be an integer")
+    value = _integer(step)
+    if value is not None and BIGINT_MIN <= value <= BIGINT_MAX:
+        return value
+    names = ", ".join(repr(k) for k in keys)
+    of = f" of metric{'s' if ', ' in names else ''} {names}" if names else ""
+    if value is None:
+        raise InvalidInputError(f"step {step!r}{of} must be an integer")
+    raise InvalidInputError(
+        f"step {value}{of} is out of range: steps are integers in {_BIGINT_RANGE}"
+    )
+
+
+def check_point(point: Metric) -> None:
+    """Refuse a point the stores cannot hold, naming it: for points built without
+    :func:`metric_step` and :func:`metric_value` (``log_batch``, importers)."""
+    for what in ("step", "timestamp"):
+        value = _integer(getattr(point, what))
+        if value is None or not BIGINT_MIN <= value <= BIGINT_MAX:
+            raise InvalidInputError(
+                f"metric {point.key!r} has {what} {getattr(point, what)!r}; {what}s are "
+                f"integers in {_BIGINT_RANGE}"
+            )
+    metric_value(point.key, point.value)
+
+
+def _integer(value: object) -> int | None:
+    """An integer (numpy's too) or an integral float as an int; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer()):
+        return int(value)
+    return None
 
 
 def text_value(key: str, value: object, what: str) -> str:

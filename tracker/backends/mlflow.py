@@ -74,8 +74,9 @@ from tracker.errors import (
     TrackerError,
 )
 from tracker.manager import ExpManager, check_transition, now_ms
-from tracker.search import COMPARE_OPS, And, Comparison, Expr
+from tracker.search import COMPARE_OPS, STALE, And, Comparison, Expr, ascii_upper
 from tracker.uri import mask
+from tracker.validation import check_point
 
 
 class MLflowLimitation(TrackerError, NotImplementedError):
@@ -475,6 +476,7 @@ class MLflowExpManager(ExpManager):
                 )
         points = []
         for m in metrics or ():
+            check_point(m)
             stored = encode_key(m.key)
             value = m.value
             if math.isinf(value):  # MLflow clamps it; the companion says it was infinite
@@ -656,6 +658,13 @@ def _clause(c: Expr) -> str | None:
     value = c.value
     if not isinstance(value, str) or "'" in value or "\\" in value or value.startswith(POINTER):
         return None
+    if c.kind == "attribute" and c.key == "status":
+        # MLflow compares statuses (upper-case) with case; a stale run is a RUNNING one.
+        value = ascii_upper(value)
+        if value == STALE:
+            if c.op == "!=":
+                return None  # fresh RUNNING runs pass != 'stale'
+            value = "RUNNING"
     if c.kind in ("param", "tag"):
         # A longer value is a pointer in MLflow; so, unquotable keys aside, is '=' safe.
         limit = MAX_PARAM if c.kind == "param" else MAX_TAG

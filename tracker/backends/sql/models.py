@@ -79,8 +79,8 @@ class TagRow(SQLModel, table=True):
 
 
 class MetricRow(SQLModel, table=True):
-    """The full history. ``value`` is NULL for NaN: SQLite cannot store NaN, and NULL keeps
-    comparisons in filters false for NaN on both SQLite and PostgreSQL."""
+    """The full history. ``value`` is NULL for NaN, which SQLite cannot store; filters treat
+    NULL as NaN (only ``!=`` and ``NOT IN`` match it) on SQLite and PostgreSQL alike."""
 
     __tablename__ = "metrics"
     __table_args__ = (Index("ix_metrics_run_key_step", "run_pk", "key", "step"),)

@@ -210,21 +210,25 @@ class SQLiteReader(ExpManager):
     def _get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
         out: dict[str, RunData] = {}
         for chunk in _chunks(list(run_ids)):
-            pks = dict(self._rows(f"SELECT pk, id FROM runs WHERE id IN ({_marks(chunk)})", chunk))
-            data = {pk: RunData() for pk in pks}
+            found = self._rows(f"SELECT id FROM runs WHERE id IN ({_marks(chunk)})", chunk)
+            data = {run_id: RunData() for (run_id,) in found}
             for table, attr in (
                 ("params", "params"),
                 ("latest_metrics", "metrics"),
                 ("tags", "tags"),
             ):
-                for pk, key, value in self._rows(
-                    f'SELECT run_pk, "key", value FROM {table} WHERE run_pk IN ({_marks(pks)})',
-                    list(pks),
+                # Joined on the public id in the same statement: each statement is its own
+                # snapshot, and a run purged meanwhile gives its row key to the next run.
+                for run_id, key, value in self._rows(
+                    f'SELECT r.id, t."key", t.value FROM {table} t JOIN runs r ON r.pk = t.run_pk '
+                    f"WHERE r.id IN ({_marks(chunk)})",
+                    chunk,
                 ):
                     if attr == "metrics" and value is None:
                         value = float("nan")
-                    getattr(data[pk], attr)[key] = value
-            out.update({pks[pk]: d for pk, d in data.items()})
+                    run = data.get(run_id) or data.setdefault(run_id, RunData())
+                    getattr(run, attr)[key] = value
+            out.update(data)
         return out
 
     def _get_metric_history(self, run_id: str, key: str) -> list[Metric]:
@@ -243,6 +247,8 @@ class SQLiteReader(ExpManager):
             "ON r.pk = a.run_pk WHERE r.id = ? ORDER BY a.path",
             (run_id,),
         )
+        if not rows:
+            self.get_run_info(run_id)  # RunNotFound for an unknown run
         return [ArtifactEntry(*r) for r in rows]
 
     # ------------------------------------------------------------------------------------ writes
