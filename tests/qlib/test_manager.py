@@ -364,12 +364,12 @@ def test_a_killed_qlib_process_leaves_a_stale_run_that_reap_ends(
 
 
 @pytest.mark.slow
-def test_a_sigterm_ends_the_qlib_run_killed(qlib_store, provider_dir, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_end_the_qlib_run_killed(qlib_store, provider_dir, tmp_path, signum):
     (proc,) = spawn(tmp_path, qlib_store, provider_dir, "hang")
     assert proc.stdout is not None
     run_id = proc.stdout.readline().strip()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGTERM
     assert run_info(qlib_store, run_id).status is RunStatus.KILLED
     assert store(qlib_store).get_run(run_id).data.metrics == {"started": 1.0}
