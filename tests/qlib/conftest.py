@@ -90,12 +90,6 @@ class MlflowSpy:
         return wrapper
 
 
-def assert_no_mlruns(*roots: Path) -> None:
-    for root in roots:
-        found = [str(p) for p in root.rglob("mlruns")]
-        assert not found, f"an MLflow store was created: {found}"
-
-
 @pytest.fixture
 def qlib_store(
     provider_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -125,4 +119,6 @@ def qlib_store(
     finally:
         R.end_exp()
     assert spy.calls == [], f"MLflow's tracking API was used: {spy.calls}"
-    assert_no_mlruns(tmp_path, Path.cwd())
+    # tmp_path is also the working directory (tests/conftest.py), MLflow's default place.
+    found = [str(p) for p in tmp_path.rglob("mlruns")]
+    assert not found, f"an MLflow store was created: {found}"

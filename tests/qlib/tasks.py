@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from typing import Any
 
 from tests.qlib.market import BENCH, DAYS, MARKET
 
-START, END = f"{DAYS[0]:%Y-%m-%d}", f"{DAYS[-1]:%Y-%m-%d}"
+END = f"{DAYS[-1]:%Y-%m-%d}"
 SEGMENTS = {
     "train": ("2020-01-01", "2020-06-30"),
     "valid": ("2020-07-01", "2020-08-31"),
@@ -36,14 +35,11 @@ _LGB = {
 }
 
 
-def lgb_task(
-    segments: dict[str, tuple[str, str | None]] | None = None,
-    records: list[Any] | None = None,
-) -> dict[str, Any]:
-    """Qlib's LightGBM/Alpha158 task (the benchmark YAML's shape) on the synthetic market."""
+def lgb_task(segments: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Qlib's LightGBM/Alpha158 task (the benchmark YAML's shape) on the synthetic market,
+    recording the prediction and its IC."""
     segments = copy.deepcopy(segments or SEGMENTS)
     train_start, train_end = segments["train"]
-    handler_end = segments["test"][1] or END
     return {
         "model": copy.deepcopy(_LGB),
         "dataset": {
@@ -56,7 +52,7 @@ def lgb_task(
                     "kwargs": {
                         "instruments": MARKET,
                         "start_time": train_start,
-                        "end_time": handler_end,
+                        "end_time": segments["test"][1],
                         "fit_start_time": train_start,
                         "fit_end_time": train_end,
                     },
@@ -64,16 +60,14 @@ def lgb_task(
                 "segments": segments,
             },
         },
-        "record": records
-        if records is not None
-        else [
+        "record": [
             {"class": "SignalRecord", "module_path": "qlib.workflow.record_temp"},
             {"class": "SigAnaRecord", "module_path": "qlib.workflow.record_temp"},
         ],
     }
 
 
-def port_analysis_config(start: str = SEGMENTS["test"][0], end: str | None = None) -> dict:
+def port_analysis_config() -> dict[str, Any]:
     """PortAnaRecord's config as in Qlib's workflow_by_code (top-k dropout, daily executor),
     with the synthetic market's benchmark; ``<PRED>`` is filled by PortAnaRecord."""
     return {
@@ -88,8 +82,8 @@ def port_analysis_config(start: str = SEGMENTS["test"][0], end: str | None = Non
             "kwargs": {"signal": "<PRED>", "topk": 10, "n_drop": 2},
         },
         "backtest": {
-            "start_time": start,
-            "end_time": end or f"{DAYS[-2]:%Y-%m-%d}",
+            "start_time": SEGMENTS["test"][0],
+            "end_time": f"{DAYS[-2]:%Y-%m-%d}",  # the backtest steps to the next day
             "account": 10_000_000,
             "benchmark": BENCH,
             "exchange_kwargs": {
@@ -113,7 +107,6 @@ def tracker_cli(uri: str, *args: str) -> Any:
         [sys.executable, "-c", "from cli.main import main; main()", "--uri", uri, *args, "--json"],
         capture_output=True,
         text=True,
-        env=os.environ.copy(),
         check=False,
         timeout=120,
     )
