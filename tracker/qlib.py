@@ -31,13 +31,12 @@ This module imports Qlib (``pip install pyqlib``); ``import tracker`` does not i
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from qlib.config import C
 from qlib.utils.exceptions import ExpAlreadyExistError, LoadObjectError
@@ -49,10 +48,17 @@ from qlib.workflow.recorder import Recorder as QlibRecorder
 import tracker
 from tracker import artifacts
 from tracker.entities import ExperimentInfo, Lifecycle, RunInfo, ViewType
-from tracker.errors import AlreadyExistsError, InvalidStateError, NotFoundError
+from tracker.errors import (
+    AlreadyExistsError,
+    ArtifactTimeout,
+    InvalidStateError,
+    NotFoundError,
+)
+from tracker.errors import LoadObjectError as StoreLoadObjectError
 from tracker.experiment import UNLIMITED
 from tracker.experiment import Experiment as StoreExperiment
 from tracker.manager import ExpManager as Store
+from tracker.manifest import read_checked
 from tracker.recorder import DEFAULT_RECORDER_NAME
 from tracker.recorder import Recorder as StoreRecorder
 from tracker.validation import check_name
@@ -147,23 +153,30 @@ class TrackerRecorder(StoreRecorder, QlibRecorder):
         if local_path is not None:
             super().save_objects(local_path, artifact_path, **objects)
             return
-        store, prefix = self.manager.artifacts, self.run_info.artifact_prefix
+        store = self.manager.artifacts
         folder = f"{artifact_path.rstrip('/')}/" if artifact_path else ""
-        entries = [
-            store.put_bytes(prefix, folder + name, _dump(obj)) for name, obj in objects.items()
-        ]
-        self.manager.record_artifacts(self.run_info.run_id, entries)
+        # All pickled before the first write, so that one that fails stores nothing.
+        self._put({store.validate_path(folder + name): _dump(obj) for name, obj in objects.items()})
 
     def load_object(self, name: str, unpickler: type[pickle.Unpickler] = pickle.Unpickler) -> Any:
         """The object stored under ``name``: a pickle (what Qlib writes, whatever the name)
-        through ``unpickler``, else decoded by its suffix as tracker's own ``R`` wrote it.
-        Any failure raises Qlib's ``LoadObjectError``, which ``RecordTemp.load`` catches to
-        look in the parent record."""
+        through ``unpickler``, else decoded by its suffix as tracker's own ``R`` wrote it; its
+        sha256 is checked against the manifest as it streams. Any failure raises Qlib's
+        ``LoadObjectError`` (``RecordTemp.load`` catches it to look in the parent record),
+        except tracker's ArtifactTimeout: a store that does not answer is not a missing file."""
+
+        def decode(file: IO[bytes]) -> Any:
+            if file.peek(1)[:1] != _PICKLE_PROTO:  # type: ignore[attr-defined]
+                return artifacts.load(name, file)
+            try:
+                return unpickler(file).load()
+            except Exception as e:  # checked against the manifest before it is raised
+                raise StoreLoadObjectError(f"cannot unpickle {name!r}: {e!r}") from e
+
         try:
-            data = self.manager.artifacts.get_bytes(self.run_info.artifact_prefix, name)
-            if data[:1] == _PICKLE_PROTO:
-                return unpickler(io.BytesIO(data)).load()
-            return artifacts.loads(name, data)
+            return read_checked(self.manager, self.run_info, name, decode)
+        except ArtifactTimeout:
+            raise
         except Exception as e:
             raise LoadObjectError(f"cannot load {name!r} of recorder {self.id}: {e}") from e
 

@@ -193,6 +193,16 @@ def test_record_templates_fall_back_to_the_parent_on_load_object_error(qlib_stor
         SigAnaRecord(recorder).load("pred.pkl", parents=False)
 
 
+def test_an_artifact_changed_outside_tracker_is_refused(qlib_store):
+    with R.start(experiment_name="exp"):
+        R.save_objects(**{"pred.pkl": pd.DataFrame({"score": [0.3]})})
+        recorder = R.get_recorder()
+    path = Path(recorder.get_local_dir()) / "artifacts" / "pred.pkl"
+    path.write_bytes(pickle.dumps(pd.DataFrame({"score": [9.9]})))
+    with pytest.raises(LoadObjectError, match="pred.pkl.*sha256"):
+        recorder.load_object("pred.pkl")
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=InvalidStateError,
