@@ -18,6 +18,7 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     │   └── InvalidTransition
     ├── LoadObjectError
     └── StoreError
+        ├── StoreUnavailable
         └── SchemaVersionError
 """
 
@@ -93,6 +94,12 @@ class LoadObjectError(TrackerError):
 
 class StoreError(TrackerError):
     """The metadata database failed; wraps the driver's error."""
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer in time: a dropped connection, a failover, a lock held too
+    long. Nothing of the failed transaction was written, so running it again is safe; tracker
+    retries these itself and raises one only when the store stays unavailable."""
 
 
 class SchemaVersionError(StoreError):
