@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 
 import tracker
 from cli.main import cli
-from tracker import InvalidStateError, Recorder, RunStatus, writer
+from tracker import InvalidStateError, Metric, Recorder, RunStatus, writer
 from tracker.backends.sql import db as dbmod
 from tracker.backends.sql.store import SQLExpManager
 from tracker.manager import now_ms
@@ -183,6 +183,16 @@ def test_live_writer_revives_a_run_reaped_from_another_host(tmp_path, monkeypatc
     reaper.close()
 
 
+def test_sqlite_flush_refreshes_the_heartbeat(tmp_path):
+    """SQLite has one write lock: a flush that holds it counts as a beat."""
+    manager = tracker.connect(tmp_path / "s")
+    rec = started(manager)
+    manager.update_run(rec.id, heartbeat=1)
+    rec.log_metrics(m=1.0)
+    rec.flush()
+    assert manager.get_run_info(rec.id).heartbeat > now_ms() - 10_000
+
+
 @pytest.mark.slow
 def test_reap_in_a_loop_never_kills_live_writers(tmp_path):
     """4 processes logging flat out into one SQLite file while `reap` with a zero threshold
@@ -338,6 +348,67 @@ def test_postgres_backend_terminated_mid_flush_loses_nothing(pg_victim, tmp_path
     assert manager.get_run_info(rec.id).status is RunStatus.FINISHED
     history = manager.get_metric_history(rec.id, "k7")
     assert [m.step for m in history] == list(range(step))  # none lost, none twice
+
+
+class CommitCutter:
+    """A TCP proxy in front of PostgreSQL that, once armed, lets the next COMMIT through and
+    then drops the connection before the server's answer reaches the client: the transaction
+    commits, but the client only sees a lost connection (as in a failover at the wrong
+    moment)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(self.upstream)
+            cut = threading.Event()
+            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
+        while data := client.recv(65536):
+            if self.armed.is_set() and b"COMMIT" in data:
+                self.armed.clear()
+                self.cuts += 1
+                cut.set()  # the answer is dropped from now on
+                server.sendall(data)
+                time.sleep(0.3)  # the server commits meanwhile
+                for sock in (client, server):
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                return
+            server.sendall(data)
+
+    def _down(self, server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
+        try:
+            while (data := server.recv(65536)) and not cut.is_set():
+                client.sendall(data)
+        except OSError:
+            pass
+
+
+@pytest.mark.postgres
+def test_connection_lost_during_commit_writes_the_batch_once(pg_uri, tmp_path):
+    url = make_url(pg_uri)
+    proxy = CommitCutter(url.host or "127.0.0.1", url.port or 5432)
+    query = {**url.query, "sslmode": "disable"}  # the proxy must see the COMMIT
+    uri = url.set(host="127.0.0.1", port=proxy.port, query=query)
+    manager = SQLExpManager(uri.render_as_string(hide_password=False), artifact_uri=str(tmp_path))
+    rec = started(manager)
+    rec.flush()  # nothing of the recorder's own goes through the armed proxy
+    run_id = rec.id
+    proxy.armed.set()
+    manager.log_batch(run_id, metrics=[Metric("m", float(i), i, i) for i in range(100)])
+    assert proxy.cuts == 1
+    assert [m.step for m in manager.get_metric_history(run_id, "m")] == list(range(100))
+    manager.close()
 
 
 @pytest.mark.postgres

@@ -61,6 +61,11 @@ _PARAMS_OF = select(PARAMS.c.key, PARAMS.c.value).where(
     PARAMS.c.run_pk == bindparam("pk"), PARAMS.c.key.in_(bindparam("keys", expanding=True))
 )
 _UPDATE_RUN = RUNS.update().where(RUNS.c.pk == bindparam("_pk"))
+_BEAT_IF_RUNNING = (
+    RUNS.update()
+    .where(RUNS.c.pk == bindparam("_pk"), RUNS.c.status == RunStatus.RUNNING.value)
+    .values(heartbeat=bindparam("_at"))
+)
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _CHUNK = 500  # ids per IN (...) list, well under every driver's bound-parameter limit
@@ -338,6 +343,10 @@ class SQLExpManager(ExpManager):
                 self._insert_params(conn, pk, run_id, params)
             if metrics:
                 self._insert_metrics(conn, pk, metrics)
+                if self.db.dialect == "sqlite":
+                    # SQLite has one write lock for the whole file: under contention a
+                    # heartbeat may wait long for it, while this flush holds it now.
+                    conn.execute(_BEAT_IF_RUNNING, {"_pk": pk, "_at": now_ms()})
             if tags:
                 conn.exec_driver_sql(self._sql.upsert_tag, [(pk, k, v) for k, v in tags.items()])
 
