@@ -122,8 +122,7 @@ class LogBuffer:
                 self.manager.log_batch(self.run_id, params, metrics, tags)
             except BaseException as e:
                 if isinstance(e, Exception) and not isinstance(e, StoreUnavailable):
-                    what = _points(len(metrics), len(tags) + len(params))
-                    _noted(e, f"{what} of run {self.run_id} {_were(what)} not written")
+                    _noted(e, _not_written(len(metrics), len(tags) + len(params), self.run_id))
                     raise
                 with self._lock:
                     self.metrics[:0] = metrics
@@ -202,16 +201,17 @@ class LogBuffer:
 
 
 def _points(metrics: int, others: int) -> str:
+    """E.g. "200 queued metric points and 1 queued param/tag"."""
     parts = [f"{metrics:,} queued metric point{'' if metrics == 1 else 's'}"] if metrics else []
     if others:
-        parts.append(
-            f"{others:,} queued param{'' if others == 1 else 's'}/tag{'' if others == 1 else 's'}"
-        )
+        s = "" if others == 1 else "s"
+        parts.append(f"{others:,} queued param{s}/tag{s}")
     return " and ".join(parts)
 
 
-def _were(points: str) -> str:
-    return "was" if points.startswith("1 ") and " and " not in points else "were"
+def _not_written(metrics: int, others: int, run_id: str) -> str:
+    verb = "was" if metrics + others == 1 else "were"
+    return f"{_points(metrics, others)} of run {run_id} {verb} not written"
 
 
 def _noted(error: E, note: str) -> E:
@@ -253,7 +253,7 @@ class _Writer:
         with self._lock:
             self.buffers[buffer.run_id] = buffer
             self.live[buffer.run_id] = buffer
-            if not self._threads or not all(t.is_alive() for t in self._threads):
+            if not self._threads:  # their loops never end
                 self._threads = [
                     threading.Thread(target=loop, name=name, daemon=True)
                     for loop, name in (
@@ -289,13 +289,13 @@ class _Writer:
 
     def _beat_loop(self) -> None:
         while True:
+            self._beat_event.clear()  # before looking, so a run registered meanwhile wakes us
             for buffer in list(self.live.values()):
                 if buffer.next_beat <= time.monotonic():
                     buffer.beat()
             upcoming = [b.next_beat for b in list(self.live.values())]
             wait = min(upcoming, default=time.monotonic() + HEARTBEAT_INTERVAL)
             self._beat_event.wait(max(0.0, wait - time.monotonic()))
-            self._beat_event.clear()
 
 
 _writer = _Writer()
