@@ -34,7 +34,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracker.entities import Metric, RunInfo, RunStatus
-from tracker.errors import StoreUnavailable, TrackerError
+from tracker.errors import InvalidTransition, StoreUnavailable, TrackerError
 
 if TYPE_CHECKING:
     from tracker.manager import ExpManager
@@ -340,8 +340,13 @@ def end(buffer: LogBuffer, status: RunStatus) -> RunInfo:
             raise
         with buffer.end_lock:
             buffer.ended = True
-            _unreap(manager, run_id)
-            return manager.update_run(run_id, status=status, end_time=_now_ms())
+            try:
+                return manager.update_run(
+                    run_id, status=status, expect=[RunStatus.RUNNING], end_time=_now_ms()
+                )
+            except InvalidTransition:  # a reaper, or another process resuming it, ended it
+                _unreap(manager, run_id)
+                return manager.update_run(run_id, status=status, end_time=_now_ms())
     finally:
         _writer.forget(run_id)
         untrack_live(run_id)
