@@ -23,6 +23,7 @@ from tracker.entities import (
     ViewType,
 )
 from tracker.errors import ExperimentNotFound
+from tracker.liveness import process_alive
 from tracker.manager import DEFAULT_STALE_AFTER, ExpManager, now_ms
 
 _JSON_HELP = "Print the result as JSON."
@@ -396,26 +397,41 @@ def _described(entry: ArtifactEntry | None) -> str:
 
 
 @click.command("reap")
-@click.option("--dry-run", "-n", is_flag=True, help="Only list the stale runs.")
+@click.option("--dry-run", "-n", is_flag=True, help="Only list the runs it would mark.")
 @click.option(
     "--stale-after",
     type=click.FloatRange(min=0),
     default=DEFAULT_STALE_AFTER,
     show_default=True,
     metavar="SECONDS",
-    help="A RUNNING run whose heartbeat is older than this is taken as dead.",
+    help="A RUNNING run whose heartbeat is older than this is taken as dead, unless its "
+    "process is alive on this host.",
 )
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_obj
 def reap(obj: Context, dry_run: bool, stale_after: float, as_json: bool) -> None:
-    """Mark RUNNING runs whose heartbeat stopped (their process died) as FAILED."""
+    """Mark RUNNING runs whose process died as FAILED.
+
+    A run is reaped when its heartbeat is older than --stale-after and its process is gone:
+    a run started on this host is kept while its pid is alive (a late heartbeat only means a
+    busy store); for a run started on another host the heartbeat alone decides, and if its
+    process was alive after all it sets the run RUNNING again and keeps every point."""
     manager = obj.manager
     names = _names(manager)
-    found = manager.stale_runs(stale_after) if dry_run else manager.reap(stale_after)
+    stale = manager.stale_runs(stale_after)
+    found = manager.dead_runs(stale_after) if dry_run else manager.reap(stale_after)
+    reaped = {r.run_id for r in found}
+    kept = [r for r in stale if r.run_id not in reaped and process_alive(r)]
     runs = [_run_dict(r, names, heartbeat=r.heartbeat, pid=r.pid, host=r.host) for r in found]
     if as_json:
         emit_json(
-            {"dry_run": dry_run, "stale_after": stale_after, "count": len(runs), "runs": runs}
+            {
+                "dry_run": dry_run,
+                "stale_after": stale_after,
+                "count": len(runs),
+                "runs": runs,
+                "kept_alive": [r.run_id for r in kept],
+            }
         )
         return
     if runs:
@@ -426,5 +442,11 @@ def reap(obj: Context, dry_run: bool, stale_after: float, as_json: bool) -> None
             for r in runs
         ]
         emit_table(columns, rows)
+    for info in kept:
+        click.echo(
+            f"kept {info.run_id[:12]}: heartbeat late, but its process (pid {info.pid}) is "
+            "alive on this host",
+            err=True,
+        )
     verb = "Would mark" if dry_run else "Marked"
     click.echo(f"{verb} {len(runs)} stale run(s) FAILED.")

@@ -235,8 +235,8 @@ def test_killed_status_end_time_and_resume(mgr):
     assert raw.status == "KILLED" and raw.end_time
     info = mgr.get_run_info(rec.id)
     assert info.status is RunStatus.KILLED and info.end_time == raw.end_time
-    with pytest.raises(InvalidTransition, match="KILLED to FINISHED"):
-        mgr.update_run(rec.id, status=RunStatus.FINISHED)
+    with pytest.raises(InvalidTransition, match="KILLED to SCHEDULED"):
+        mgr.update_run(rec.id, status=RunStatus.SCHEDULED)
     time.sleep(0.002)
     resumed = mgr.get_exp(experiment_name="exp").start(recorder_id=rec.id, resume=True)
     info = resumed.run_info

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
+import subprocess
 import time
 from pathlib import Path
 
@@ -159,20 +160,28 @@ def test_special_floats_round_trip_exactly(manager):
     assert math.isnan(manager.get_run(rec.id).data.metrics["n"])
 
 
-def test_writes_to_ended_and_deleted_runs(manager):
+def test_ended_runs_accept_data_and_keep_their_status(manager):
     rec = started(manager)
+    rec.log_params(lr="0.1")
     rec.end_run("FINISHED")
-    with pytest.raises(InvalidStateError, match="FINISHED"):
-        manager.log_batch(rec.id, metrics=[Metric("m", 1.0)])
-    with pytest.raises(InvalidStateError):
-        manager.log_batch(rec.id, params={"p": "1"})
-    manager.log_batch(rec.id, tags={"online": "true"})  # tags go on finished runs
-    rec.save_objects(**{"pred.pkl": [1, 2]})  # so do artifacts (Qlib's PredUpdater)
+    manager.log_batch(rec.id, metrics=[Metric("ic", 0.5, 0, 1)], params={"extra": "1"})
+    rec.log_metrics(step=1, ic=0.6)  # Qlib's records analyse finished recorders
+    rec.log_params(lr="0.1", more="2")  # the same value again is fine
+    rec.set_tags(online="true")
+    with pytest.raises(InvalidInputError, match="already '0.1'"):
+        rec.log_params(lr="0.2")
+    info = manager.get_run_info(rec.id)
+    assert info.status is RunStatus.FINISHED and info.end_time
+    data = manager.get_run(rec.id).data
+    assert data.metrics == {"ic": 0.6} and data.params["more"] == "2"
+    assert data.tags["online"] == "true"
     manager.delete_run(rec.id)
-    with pytest.raises(InvalidStateError, match="deleted"):
-        manager.log_batch(rec.id, tags={"x": "1"})
+    for kwargs in ({"metrics": [Metric("m", 1.0)]}, {"params": {"p": "1"}}, {"tags": {"x": "1"}}):
+        with pytest.raises(InvalidStateError, match="deleted"):
+            manager.log_batch(rec.id, **kwargs)
     manager.restore_run(rec.id)
     manager.log_batch(rec.id, tags={"x": "1"})
+    rec.save_objects(**{"pred.pkl": [1, 2]})  # artifacts too (Qlib's PredUpdater)
 
 
 def test_invalid_values_refused_in_caller(manager):
@@ -454,13 +463,15 @@ def test_background_write_error_is_raised_not_swallowed(manager):
     rec = started(manager)
     rec.log_metrics(m=1.0)
     rec.flush()
-    # Another process ends the run under our feet: the queued points cannot be written.
-    manager.update_run(rec.id, status=RunStatus.FINISHED)
+    # Another process deletes the run under our feet: the queued points cannot be written.
+    manager.delete_run(rec.id)
     rec.log_metrics(m=2.0)
-    with pytest.raises(InvalidStateError, match="FINISHED"):
+    with pytest.raises(InvalidStateError, match="deleted.*1 queued metric point"):
         rec.flush()
-    with pytest.raises(InvalidStateError):
-        rec.end_run()
+    rec.log_metrics(m=3.0)
+    with pytest.raises(InvalidStateError, match="deleted"):
+        rec.end_run()  # a write that fails at the end is raised after ending the run FAILED
+    assert manager.get_run_info(rec.id).status is RunStatus.FAILED
 
 
 def test_sync_mode_writes_each_call(manager, monkeypatch):
@@ -477,7 +488,9 @@ def test_stale_runs_are_reaped(manager):
     rec = started(manager)
     fresh = started(manager, name="fresh")
     rec.flush()  # its process "dies" with nothing queued
-    manager.update_run(rec.id, heartbeat=now_ms() - 120_000)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    manager.update_run(rec.id, heartbeat=now_ms() - 120_000, pid=gone.pid)
     stale = manager.stale_runs(stale_after=60)
     assert [r.run_id for r in stale] == [rec.id]
     reaped = manager.reap(stale_after=60)

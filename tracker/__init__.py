@@ -34,6 +34,7 @@ from tracker.errors import (
     RunNotFound,
     SchemaVersionError,
     StoreError,
+    StoreUnavailable,
     TrackerError,
     UnsupportedURIError,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "RunStatus",
     "SchemaVersionError",
     "StoreError",
+    "StoreUnavailable",
     "TrackerError",
     "UnsupportedURIError",
     "ViewType",

@@ -28,16 +28,18 @@ class RunStatus(str, enum.Enum):
 
 TERMINAL_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED})
 
-#: Which status may follow which. Ending runs may be resumed (Qlib's ``resume=True``), and the
-#: task queue may hand a RUNNING run back to SCHEDULED when its worker's lease expires.
+#: Which status may follow which. Ended runs may be resumed (Qlib's ``resume=True``) and
+#: ended again with another status (of two processes resuming one run, the last to end sets
+#: it, as MLflow lets any status follow); the task queue may hand a RUNNING run back to
+#: SCHEDULED when its worker's lease expires.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.SCHEDULED: frozenset({RunStatus.RUNNING, RunStatus.KILLED, RunStatus.FAILED}),
     RunStatus.RUNNING: frozenset(
         {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED, RunStatus.SCHEDULED}
     ),
-    RunStatus.FINISHED: frozenset({RunStatus.RUNNING}),
-    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
-    RunStatus.KILLED: frozenset({RunStatus.RUNNING}),
+    RunStatus.FINISHED: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.KILLED}),
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING, RunStatus.FINISHED, RunStatus.KILLED}),
+    RunStatus.KILLED: frozenset({RunStatus.RUNNING, RunStatus.FINISHED, RunStatus.FAILED}),
 }
 
 

@@ -23,6 +23,7 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     │   └── ArtifactChecksumError
     ├── ArtifactTimeout (TimeoutError)
     └── StoreError
+        ├── StoreUnavailable
         └── SchemaVersionError
 """
 
@@ -127,6 +128,12 @@ class ArtifactTimeout(TrackerError, TimeoutError):
 
 class StoreError(TrackerError):
     """The metadata database failed; wraps the driver's error."""
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer in time: a dropped connection, a failover, a lock held too
+    long. Nothing of the failed transaction was written, so running it again is safe; tracker
+    retries these itself and raises one only when the store stays unavailable."""
 
 
 class SchemaVersionError(StoreError):

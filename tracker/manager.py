@@ -176,10 +176,10 @@ class ExpManager(abc.ABC):
     ) -> None:
         """Write params, metrics and tags in one transaction: all of it or nothing.
 
-        Values are already validated. Params and metrics need a run that is not terminal;
-        tags may be set on any run that is not deleted (online tags go on finished runs).
+        Values are already validated. Any run that is not deleted takes them, ended or not
+        (as in Qlib and MLflow: records analyse finished runs), and keeps its status.
         A param logged again with the same value is a no-op, with another value an
-        InvalidInputError. Raises RunNotFound, InvalidStateError.
+        InvalidInputError. Raises RunNotFound, InvalidStateError (a deleted run).
         """
 
     @abc.abstractmethod
@@ -207,6 +207,11 @@ class ExpManager(abc.ABC):
     @abc.abstractmethod
     def list_artifact_entries(self, run_id: str) -> list[ArtifactEntry]:
         """Every manifest entry of a run, ordered by path."""
+
+    def beat(self, run_id: str, at: int, wait: float) -> RunInfo:
+        """Set the run's heartbeat to ``at`` (epoch ms), waiting at most ``wait`` seconds for
+        locks where the backend can bound it, and return its info (the status as stored)."""
+        return self.update_run(run_id, heartbeat=at)
 
     # ------------------------------------------------------------------- derived conveniences
 
@@ -333,12 +338,21 @@ class ExpManager(abc.ABC):
         legacy = [r for r in no_beat if r.heartbeat is None and (r.start_time or 0) < cutoff]
         return running + legacy
 
+    def dead_runs(self, stale_after: float = DEFAULT_STALE_AFTER) -> list[RunInfo]:
+        """Stale runs whose process is not known to be alive: gone from this host, or on
+        another host, where only the heartbeat tells (:func:`tracker.liveness.process_alive`)."""
+        from tracker.liveness import process_alive
+
+        return [r for r in self.stale_runs(stale_after) if not process_alive(r)]
+
     def reap(self, stale_after: float = DEFAULT_STALE_AFTER) -> list[RunInfo]:
-        """Mark stale RUNNING runs FAILED (their process is gone) and return them."""
+        """Mark dead runs (see :meth:`dead_runs`) FAILED and return them. A run whose process
+        turns out to be alive after all (another host's reaper could not see it) is set
+        RUNNING again by that process, and every point it logged is kept."""
         from tracker.errors import InvalidTransition
 
         reaped = []
-        for info in self.stale_runs(stale_after):
+        for info in self.dead_runs(stale_after):
             try:
                 reaped.append(
                     self.update_run(

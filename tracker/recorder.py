@@ -18,7 +18,6 @@ from tracker.errors import (
     InvalidInputError,
     InvalidStateError,
     LoadObjectError,
-    TrackerError,
 )
 from tracker.manager import ExpManager, now_ms
 from tracker.validation import check_key, metric_step, metric_value, text_items
@@ -144,28 +143,19 @@ class Recorder:
 
     def end_run(self, status: str | RunStatus = RunStatus.FINISHED) -> None:
         """Flush what is queued, then end the run with ``status`` (a no-op if not started
-        here). A queued write that fails is raised after the run is ended as FAILED."""
+        here). A queued write that fails is raised after the run is ended as FAILED. SIGINT
+        and SIGTERM arriving meanwhile take effect once the run is ended."""
         status = _status(status)
-        buffer, self._buffer = self._buffer, None
+        buffer = self._buffer
         if buffer is None:
             return
-        run_id = self._require_id()
-        writer.unregister(run_id)
-        writer.untrack_live(run_id)
-        try:
-            buffer.raise_error()
-            buffer.flush()
-        except Exception as error:
-            # Still end the run (as FAILED) so it does not stay RUNNING; the write error wins
-            # over any complaint about ending it (e.g. another process already ended it).
-            try:
-                self._info = self.manager.update_run(
-                    run_id, status=RunStatus.FAILED, end_time=now_ms()
-                )
-            except TrackerError:
-                pass
-            raise error
-        self._info = self.manager.update_run(run_id, status=status, end_time=now_ms())
+
+        def note() -> str:
+            return f"ending run {buffer.run_id}: writing {buffer.pending():,} queued points first"
+
+        with writer.signals_held(note):
+            self._buffer = None
+            self._info = writer.end(buffer, status)
 
     def _log_code_state(self) -> None:
         state = codestate.capture()

@@ -203,12 +203,6 @@ def test_an_artifact_changed_outside_tracker_is_refused(qlib_store):
         recorder.load_object("pred.pkl")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidStateError,
-    reason="needs tracker's store to accept params/metrics on ended runs (issue 11, part 2 "
-    "item 1, another branch); remove this mark when it lands",
-)
 def test_params_and_metrics_go_to_a_finished_run_which_stays_finished(qlib_store):
     with R.start(experiment_name="exp"):
         run_id = R.get_recorder().id

@@ -14,7 +14,6 @@ from qlib.workflow.record_temp import PortAnaRecord, SigAnaRecord, SignalRecord
 
 import tracker
 from tests.qlib.tasks import lgb_task, port_analysis_config, tracker_cli
-from tracker.errors import InvalidStateError
 
 PORT_METRICS = [
     f"1day.excess_return_{cost}_cost.{m}"
@@ -83,12 +82,6 @@ def test_workflow_by_code_on_tracker(qlib_store):
     assert [r["run_id"] for r in listed_runs] == [run_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidStateError,
-    reason="needs tracker's store to accept params/metrics on ended runs (issue 11, part 2 "
-    "item 1, another branch); remove this mark when it lands",
-)
 def test_a_finished_recorder_is_analysed_later(qlib_store):
     """Qlib's test_all_pipeline: train in one run, backtest later on the ended recorder."""
     task = lgb_task()

@@ -71,6 +71,7 @@ from tracker.errors import (
     NotFoundError,
     RunNotFound,
     StoreError,
+    StoreUnavailable,
     TrackerError,
 )
 from tracker.manager import ExpManager, check_transition, now_ms
@@ -170,6 +171,10 @@ class MLflowExpManager(ExpManager):
                 raise InvalidInputError(f"MLflow refused it: {message}") from e
             if code == "INVALID_STATE":
                 raise InvalidStateError(f"MLflow refused it: {message}") from e
+            if code == "TEMPORARILY_UNAVAILABLE":  # e.g. its database was busy: nothing written
+                raise StoreUnavailable(
+                    f"MLflow ({mask(self.tracking_uri)}): {mask(message)}"
+                ) from e
             raise StoreError(f"MLflow ({mask(self.tracking_uri)}): {mask(message)}") from e
 
     # ------------------------------------------------------------------------------ experiments
@@ -460,7 +465,7 @@ class MLflowExpManager(ExpManager):
         if not (params or metrics or tags):
             return
         run = self._mlflow_run(run_id)
-        _check_writable(run, data=bool(params or metrics))
+        _check_writable(run)
         new_params = []
         for key, value in (params or {}).items():
             stored = encode_key(key)
@@ -512,7 +517,7 @@ class MLflowExpManager(ExpManager):
 
     def delete_tags(self, run_id: str, keys: Sequence[str]) -> None:
         run = self._mlflow_run(run_id)
-        _check_writable(run, data=False)
+        _check_writable(run)
         with self.mlflow_errors():
             self._delete_tags(run, [encode_key(k) for k in keys])
 
@@ -568,7 +573,7 @@ class MLflowExpManager(ExpManager):
         if not entries:
             return
         run = self._mlflow_run(run_id)
-        _check_writable(run, data=False)
+        _check_writable(run)
         tags = [manifest_tag(e) for e in entries]
         tags = [(k, self.artifacts.shorten(run_id, "tags", k, v, MAX_TAG)) for k, v in tags]
         with self.mlflow_errors():
@@ -702,15 +707,10 @@ def _run_info(run: Any) -> RunInfo:
     )
 
 
-def _check_writable(run: Any, *, data: bool) -> None:
-    run_id, status = run.info.run_id, run.info.status
+def _check_writable(run: Any) -> None:
+    """Deleted runs refuse writes; ended ones take them, as in MLflow itself."""
     if run.info.lifecycle_stage != "active":
-        raise InvalidStateError(f"run {run_id} is deleted; restore it before writing")
-    if data and RunStatus(status).is_terminal:
-        raise InvalidStateError(
-            f"run {run_id} is {status}; params and metrics go to a running run "
-            "(resume it with R.start(recorder_id=..., resume=True))"
-        )
+        raise InvalidStateError(f"run {run.info.run_id} is deleted; restore it before writing")
 
 
 def _int(text: str | None) -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, exc, func, select, update
 
-from tracker.backends.sql.db import Database
+from tracker.backends.sql.db import Database, retried
 from tracker.backends.sql.models import (
     ArtifactRow,
     ExperimentRow,
@@ -52,8 +52,10 @@ ARTIFACTS = ArtifactRow.__table__
 # Statements built once: SQLAlchemy then only binds values (building them per call cost
 # more than the SQLite work on the hot paths).
 _RUN_BY_ID = select(RUNS).where(RUNS.c.id == bindparam("id"))
-_RUN_FOR_UPDATE = _RUN_BY_ID.with_for_update()
-_RUN_STATE = select(RUNS.c.pk, RUNS.c.status, RUNS.c.lifecycle).where(RUNS.c.id == bindparam("id"))
+# NO KEY UPDATE (PostgreSQL): no key changes, so it does not wait for the FOR KEY SHARE lock
+# that a flush's foreign keys hold on the run's row (a heartbeat must not wait for a flush).
+_RUN_FOR_UPDATE = _RUN_BY_ID.with_for_update(key_share=True)
+_RUN_STATE = select(RUNS.c.pk, RUNS.c.lifecycle).where(RUNS.c.id == bindparam("id"))
 _EXP_BY_ID = select(EXP).where(EXP.c.id == bindparam("id"))
 _PARAMS_OF = select(PARAMS.c.key, PARAMS.c.value).where(
     PARAMS.c.run_pk == bindparam("pk"), PARAMS.c.key.in_(bindparam("keys", expanding=True))
@@ -75,6 +77,11 @@ _ARTIFACTS_OF = (
 )
 _PK_OF = select(RUNS.c.pk).where(RUNS.c.id == bindparam("id"))
 _PK_FOR_UPDATE = _PK_OF.with_for_update()
+_BEAT_IF_RUNNING = (
+    RUNS.update()
+    .where(RUNS.c.pk == bindparam("_pk"), RUNS.c.status == RunStatus.RUNNING.value)
+    .values(heartbeat=bindparam("_at"))
+)
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _CHUNK = 500  # ids per IN (...) list, well under every driver's bound-parameter limit
@@ -110,6 +117,7 @@ class SQLExpManager(ExpManager):
 
     # ------------------------------------------------------------------------------ experiments
 
+    @retried
     def create_experiment(self, name: str) -> ExperimentInfo:
         try:
             with self.db.write() as conn:
@@ -123,6 +131,7 @@ class SQLExpManager(ExpManager):
             raise
         return ExperimentInfo(str(pk), name, Lifecycle.ACTIVE, ts)
 
+    @retried
     def get_experiment(self, experiment_id: str) -> ExperimentInfo:
         pk = _int_id(experiment_id)
         with self.db.read() as conn:
@@ -131,6 +140,7 @@ class SQLExpManager(ExpManager):
             raise ExperimentNotFound(f"no experiment with id {experiment_id!r}")
         return _exp_info(row)
 
+    @retried
     def find_experiment(self, name: str) -> ExperimentInfo | None:
         with self.db.read() as conn:
             row = conn.execute(
@@ -161,6 +171,7 @@ class SQLExpManager(ExpManager):
 
     # ------------------------------------------------------------------------------------- runs
 
+    @retried
     def create_run(
         self,
         experiment_id: str,
@@ -202,6 +213,7 @@ class SQLExpManager(ExpManager):
             raise
         return _run_info({**values, "experiment_id": str(exp_pk), "end_time": None})
 
+    @retried
     def get_run_info(self, run_id: str) -> RunInfo:
         with self.db.read() as conn:
             row = conn.execute(_RUN_BY_ID, {"id": run_id}).first()
@@ -209,6 +221,7 @@ class SQLExpManager(ExpManager):
             raise RunNotFound(f"no run with id {run_id!r}")
         return _run_info(row._mapping)
 
+    @retried
     def update_run(
         self,
         run_id: str,
@@ -221,7 +234,21 @@ class SQLExpManager(ExpManager):
         unknown = set(fields) - _RUN_FIELDS
         if unknown:
             raise InvalidInputError(f"update_run cannot set {sorted(unknown)}")
-        with self.db.write() as conn:
+        return self._update_run(run_id, status, expect, lifecycle, fields)
+
+    def beat(self, run_id: str, at: int, wait: float) -> RunInfo:
+        return self._update_run(run_id, None, None, None, {"heartbeat": at}, wait=wait)
+
+    def _update_run(
+        self,
+        run_id: str,
+        status: RunStatus | None,
+        expect: Iterable[RunStatus] | None,
+        lifecycle: Lifecycle | None,
+        fields: Mapping[str, Any],
+        wait: float | None = None,
+    ) -> RunInfo:
+        with self.db.write(wait) as conn:
             row = conn.execute(_RUN_FOR_UPDATE, {"id": run_id}).first()
             if row is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
@@ -236,6 +263,7 @@ class SQLExpManager(ExpManager):
                 conn.execute(_UPDATE_RUN, {"_pk": row.pk, **values})
         return _run_info({**row._mapping, **values, "experiment_id": str(row.experiment_id)})
 
+    @retried
     def _get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
         out: dict[str, RunData] = {}
         with self.db.read() as conn:
@@ -255,6 +283,7 @@ class SQLExpManager(ExpManager):
                 out.update({ids[pk]: d for pk, d in data.items()})
         return out
 
+    @retried
     def search_run_infos(
         self,
         experiment_ids: Sequence[str] | None = None,
@@ -317,6 +346,7 @@ class SQLExpManager(ExpManager):
         ).scalar()
         return (n_key or 0) <= 4 * n_runs
 
+    @retried
     def log_batch(
         self,
         run_id: str,
@@ -326,11 +356,15 @@ class SQLExpManager(ExpManager):
     ) -> None:
         if not (params or metrics or tags):
             return
-        with self._writable(run_id, data=bool(params or metrics)) as (conn, pk):
+        with self._writable(run_id) as (conn, pk):
             if params:
                 self._insert_params(conn, pk, run_id, params)
             if metrics:
                 self._insert_metrics(conn, pk, metrics)
+                if self.db.dialect == "sqlite":
+                    # SQLite has one write lock for the whole file: under contention a
+                    # heartbeat may wait long for it, while this flush holds it now.
+                    conn.execute(_BEAT_IF_RUNNING, {"_pk": pk, "_at": now_ms()})
             if tags:
                 conn.exec_driver_sql(self._sql.upsert_tag, [(pk, k, v) for k, v in tags.items()])
 
@@ -373,25 +407,23 @@ class SQLExpManager(ExpManager):
         )
 
     @contextmanager
-    def _writable(self, run_id: str, *, data: bool) -> Iterator[tuple[Connection, int]]:
-        """A write transaction on a run that may take data (or only tags) right now."""
+    def _writable(self, run_id: str) -> Iterator[tuple[Connection, int]]:
+        """A write transaction on a run that is not deleted (ended runs take data, as in
+        Qlib and MLflow)."""
         with self.db.write() as conn:
             row = conn.execute(_RUN_STATE, {"id": run_id}).first()
             if row is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             if row.lifecycle != "active":
                 raise InvalidStateError(f"run {run_id} is deleted; restore it before writing")
-            if data and RunStatus(row.status).is_terminal:
-                raise InvalidStateError(
-                    f"run {run_id} is {row.status}; params and metrics go to a running run "
-                    "(resume it with R.start(recorder_id=..., resume=True))"
-                )
             yield conn, row.pk
 
+    @retried
     def delete_tags(self, run_id: str, keys: Sequence[str]) -> None:
-        with self._writable(run_id, data=False) as (conn, pk):
+        with self._writable(run_id) as (conn, pk):
             conn.execute(delete(TAGS).where(TAGS.c.run_pk == pk, TAGS.c.key.in_(list(keys))))
 
+    @retried
     def _get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         with self.db.read() as conn:
             rows = conn.execute(_HISTORY, {"id": run_id, "key": key}).all()
@@ -408,24 +440,27 @@ class SQLExpManager(ExpManager):
 
     # -------------------------------------------------------------------------------- artifacts
 
+    @retried
     def record_artifacts(self, run_id: str, entries: Sequence[ArtifactEntry]) -> None:
         if not entries:
             return
-        with self._writable(run_id, data=False) as (conn, pk):
+        with self._writable(run_id) as (conn, pk):
             conn.exec_driver_sql(
                 self._sql.upsert_artifact,
                 [(pk, e.path, e.size, e.checksum, e.mtime) for e in entries],
             )
 
+    @retried
     def forget_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
         if not paths:
             return
         paths = list(paths)
-        with self._writable(run_id, data=False) as (conn, pk):
+        with self._writable(run_id) as (conn, pk):
             for i in range(0, len(paths), 500):  # within SQLite's limit on bound parameters
                 chunk = ARTIFACTS.c.path.in_(paths[i : i + 500])
                 conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.run_pk == pk, chunk))
 
+    @retried
     def list_artifact_entries(self, run_id: str) -> list[ArtifactEntry]:
         with self.db.read() as conn:
             rows = conn.execute(_ARTIFACTS_OF, {"id": run_id}).all()
