@@ -583,7 +583,7 @@ class MLflowExpManager(ExpManager):
         if not paths:
             return
         run = self._mlflow_run(run_id)
-        _check_writable(run, data=False)
+        _check_writable(run)
         with self.mlflow_errors():
             self._delete_tags(run, [manifest_key(p) for p in paths])
 
