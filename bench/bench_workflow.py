@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TRACKER_NO_CODE_STATE", "1")
 
 import tracker  # noqa: E402
-from online.config import load_config, validate_task  # noqa: E402
-from online.trainer import task_train  # noqa: E402
+from tracker.online.model.train import task_train  # noqa: E402
+from tracker.online.workflow.config import load_config, validate_task  # noqa: E402
 from tracker.recorder import Recorder  # noqa: E402
 
 TRACKED = ("start_run", "end_run", "log_params", "log_metrics", "set_tags", "save_objects",

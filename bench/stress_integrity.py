@@ -52,7 +52,7 @@ ENV = {
     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     "TRACKER_NO_CODE_STATE": "1",
 }
-TRACKER = [sys.executable, "-c", "from cli.main import main; main()"]  # this checkout's CLI
+TRACKER = [sys.executable, "-c", "from tracker.cli.main import main; main()"]  # this checkout's CLI
 
 # argv: uri artifact_uri progress slot seconds run_seconds keys. Prints "start ID" when a run
 # starts and "end ID STEPS" when it ended; its progress slot holds the current run's

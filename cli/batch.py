@@ -18,8 +18,8 @@ from pathlib import Path
 
 import click
 
-from cli.context import Context
-from cli.run import HEADLINE, warn
+from tracker.cli.context import Context
+from tracker.cli.run import HEADLINE, warn
 from tracker.manager import ExpManager
 
 COLUMNS = ("Model Name", "Dataset", "IC", "ICIR", "Rank IC", "Rank ICIR",
@@ -85,7 +85,13 @@ def isolated_python(config: Path, envs: Path) -> str:
 
 
 def _run(job: Job, batch_id: str, uri: str, artifact_uri: str | None) -> Job:
-    command = [job.python, "-c", "from cli.main import main; main()", "run", str(job.config)]
+    command = [
+        job.python,
+        "-c",
+        "from tracker.cli.main import main; main()",
+        "run",
+        str(job.config),
+    ]
     command += ["-e", job.name, "--seed", str(job.seed), "--tag", f"{BATCH_TAG}={batch_id}"]
     # The store through the environment: a command line (and a password in it) is public.
     env = {**os.environ, "TRACKER_URI": uri}
@@ -128,7 +134,7 @@ def batch(
     Qlib's benchmark table over this batch's FINISHED runs (tagged tracker.batch=ID). A
     failing run is reported and the others go on; the exit code is 1 if any run failed."""
     import tracker
-    from online.config import load_config
+    from tracker.online.workflow.config import load_config
     from tracker.uri import resolve
 
     if times < 1 or jobs < 1:

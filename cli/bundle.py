@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 import tracker
-from cli.context import Context
-from cli.output import emit_json, fmt_bytes
+from tracker.cli.context import Context
+from tracker.cli.output import emit_json, fmt_bytes
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
 from tracker.errors import ConfigError, ExperimentNotFound, InvalidInputError
 from tracker.manager import ExpManager

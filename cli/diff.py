@@ -9,9 +9,16 @@ from typing import Any
 
 import click
 
-from cli.context import Context
-from cli.output import emit_json, emit_table, fmt_bytes, fmt_duration, is_terminal, output_options
-from cli.show import (
+from tracker.cli.context import Context
+from tracker.cli.output import (
+    emit_json,
+    emit_table,
+    fmt_bytes,
+    fmt_duration,
+    is_terminal,
+    output_options,
+)
+from tracker.cli.show import (
     COMMIT_TAG,
     DIRTY_TAG,
     duration_ms,

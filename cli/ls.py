@@ -11,9 +11,16 @@ from typing import Any
 
 import click
 
-from cli.context import Context
-from cli.output import emit_json, emit_table, fmt_duration, fmt_value, is_terminal, output_options
-from cli.show import duration_ms, iso, now_ms, run_record, status_label
+from tracker.cli.context import Context
+from tracker.cli.output import (
+    emit_json,
+    emit_table,
+    fmt_duration,
+    fmt_value,
+    is_terminal,
+    output_options,
+)
+from tracker.cli.show import duration_ms, iso, now_ms, run_record, status_label
 from tracker.entities import ExperimentInfo, ExperimentSummary, Run, RunData, ViewType
 from tracker.errors import ExperimentNotFound
 from tracker.manager import DEFAULT_STALE_AFTER, ExpManager

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 import tracker
-from cli.context import Context
+from tracker.cli.context import Context
 from tracker.errors import InvalidQueryError
 from tracker.uri import mask
 
@@ -116,36 +116,36 @@ def upgrade(obj: Context) -> None:
 
 # Commands live in modules named for them; each module adds its commands to ``cli``.
 # (registration lines below)
-from cli import diff, ls, show  # noqa: E402,F401  (read commands)
+from tracker.cli import diff, ls, show  # noqa: E402,F401  (read commands)
 
 cli.add_command(ls.ls)
 cli.add_command(show.show)
 cli.add_command(diff.diff)
 
-from cli.bundle import export, import_  # noqa: E402
-from cli.manage import gc, reap, restore, rm, verify  # noqa: E402
+from tracker.cli.bundle import export, import_  # noqa: E402
+from tracker.cli.manage import gc, reap, restore, rm, verify  # noqa: E402
 
 for _command in (rm, restore, gc, reap, verify, export, import_):
     cli.add_command(_command)
 
-from cli.mlflow_io import export_group, import_group  # noqa: E402
+from tracker.cli.mlflow_io import export_group, import_group  # noqa: E402
 
 # Same names: the groups add `mlflow` subcommands and fall back to the bundle commands.
 cli.add_command(export_group)
 cli.add_command(import_group)
 
-from cli.batch import batch  # noqa: E402
-from cli.run import run  # noqa: E402
+from tracker.cli.batch import batch  # noqa: E402
+from tracker.cli.run import run  # noqa: E402
 
 cli.add_command(run)
 cli.add_command(batch)
 
-from cli.tasks import tasks, worker  # noqa: E402
+from tracker.cli.tasks import tasks, worker  # noqa: E402
 
 cli.add_command(worker)
 cli.add_command(tasks)
 
-from cli.online import online  # noqa: E402
+from tracker.cli.online import online  # noqa: E402
 
 cli.add_command(online)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from cli.context import Context
-from cli.output import emit_json, emit_table, fmt_bytes, fmt_time, plain
+from tracker.cli.context import Context
+from tracker.cli.output import emit_json, emit_table, fmt_bytes, fmt_time, plain
 from tracker.entities import (
     ArtifactEntry,
     ExperimentInfo,
@@ -345,7 +345,7 @@ def verify(obj: Context, runs: tuple[str, ...], repair: bool, as_json: bool) -> 
     --repair records each stored file as it is (a file changed on purpose, a save killed before
     it was recorded) and forgets entries whose file is gone. Runs still RUNNING with a fresh
     heartbeat are checked but not repaired: a save may be under way."""
-    from cli.bundle import _progress
+    from tracker.cli.bundle import _progress
     from tracker.manifest import check_run
     from tracker.manifest import repair as repair_manifest
 

@@ -1,7 +1,7 @@
 """``tracker import mlflow SOURCE`` and ``tracker export mlflow [RUN]... DEST``.
 
 ``import`` and ``export`` become groups with an ``mlflow`` subcommand; anything else after
-them goes to the bundle commands of :mod:`cli.bundle`, so ``tracker import DIR`` and
+them goes to the bundle commands of :mod:`tracker.cli.bundle`, so ``tracker import DIR`` and
 ``tracker export RUN -o DIR`` work as before (a bundle directory named ``mlflow`` is
 reached as ``./mlflow``).
 """
@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from cli.bundle import INCLUDE_DELETED, _os_errors, _progress, _store, select_runs
-from cli.bundle import export as export_bundle
-from cli.bundle import import_ as import_bundle
-from cli.context import Context
-from cli.output import emit_json, fmt_bytes
+from tracker.cli.bundle import INCLUDE_DELETED, _os_errors, _progress, _store, select_runs
+from tracker.cli.bundle import export as export_bundle
+from tracker.cli.bundle import import_ as import_bundle
+from tracker.cli.context import Context
+from tracker.cli.output import emit_json, fmt_bytes
 from tracker.errors import ExperimentNotFound
 from tracker.uri import mask
 

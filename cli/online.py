@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cli.context import Context
+from tracker.cli.context import Context
 
 ONLINE_FILTER = "tags.online_status = 'online'"
 
@@ -52,7 +52,7 @@ def _model(rec: Any) -> dict[str, Any]:
     task (e.g. a model class) is shown as ``<not shown: contains code reference …>``."""
     import pandas as pd
 
-    from online.calendar import trading_calendar
+    from tracker.online.workflow.task.utils import trading_calendar
     from tracker.safe_pickle import PlaceholderUnpickler, SafeUnpickler
 
     row: dict[str, Any] = {"run_id": rec.id, "name": rec.name, "status": rec.status}
@@ -87,8 +87,8 @@ def _model(rec: Any) -> dict[str, Any]:
 
 def online_state(manager: Any, experiment: str, all_pools: bool = False) -> dict[str, Any]:
     """The view as a dict (what ``--json`` prints)."""
-    from online.taskmanager import pool_counts
     from tracker.errors import InvalidInputError
+    from tracker.online.workflow.task.manage import pool_counts
 
     exp = manager.get_exp(experiment_name=experiment, create=False)
     online = exp.list_recorders(rtype="list", filter_string=ONLINE_FILTER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.context import Context
+from tracker.cli.context import Context
 
 HEADLINE = (
     "IC",
@@ -66,8 +66,8 @@ def run(
     are warned about.
     """
     import tracker
-    from online.config import load_config, validate_task
-    from online.trainer import task_train
+    from tracker.online.model.train import task_train
+    from tracker.online.workflow.config import load_config, validate_task
 
     run_tags = parse_tags(tags)
     cfg = load_config(config, warn=warn)

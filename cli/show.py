@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from cli.context import Context
-from cli.output import (
+from tracker.cli.context import Context
+from tracker.cli.output import (
     emit_json,
     emit_table,
     fmt_bytes,
@@ -20,7 +20,7 @@ from cli.output import (
     is_terminal,
     output_options,
 )
-from cli.spark import sparkline
+from tracker.cli.spark import sparkline
 from tracker.entities import ArtifactEntry, Metric, RunData, RunInfo, RunStatus
 from tracker.manager import DEFAULT_STALE_AFTER, ExpManager
 

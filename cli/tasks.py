@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from cli.context import Context
-from cli.output import emit_table, output_options
+from tracker.cli.context import Context
+from tracker.cli.output import emit_table, output_options
 
 COLUMNS = ("pool", "waiting", "running", "part_done", "done", "failed", "stale", "total")
 
@@ -39,8 +39,8 @@ def worker(
     """Train the tasks of a task pool until it is drained: nothing waiting and nothing
     running elsewhere (a dead worker's task comes back when its lease expires)."""
     import tracker
-    from online import taskmanager as tm
-    from online.trainer import begin_task_train, end_task_train, task_train
+    from tracker.online.model.train import begin_task_train, end_task_train, task_train
+    from tracker.online.workflow.task import manage as tm
 
     steps = {
         None: (task_train, tm.STATUS_WAITING, tm.STATUS_DONE),
@@ -107,7 +107,7 @@ def tasks(ctx: click.Context, fmt: str) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from online.taskmanager import pool_counts
+    from tracker.online.workflow.task.manage import pool_counts
 
     pool = ctx.meta.get("tasks_pool")
     counts = pool_counts(ctx.obj.manager, None if pool is None else [pool])
@@ -124,7 +124,7 @@ def _row(pool: str, counts: dict[str, int]) -> list[Any]:
 
 
 def _manager(obj: Context, pool: str) -> Any:
-    from online.taskmanager import TaskManager, pool_counts
+    from tracker.online.workflow.task.manage import TaskManager, pool_counts
 
     if pool not in pool_counts(obj.manager, [pool]):
         raise click.ClickException(f"no task pool {pool!r}: list them with `tracker tasks`")

@@ -30,15 +30,15 @@ os.environ.setdefault("TRACKER_NO_CODE_STATE", "1")
 import pandas as pd  # noqa: E402
 
 import tracker  # noqa: E402
-from online.backtest import backtest_topk_dropout  # noqa: E402
-from online.calendar import trading_calendar  # noqa: E402
-from online.collect import RecorderCollector  # noqa: E402
-from online.config import load_config  # noqa: E402
-from online.ensemble import RollingGroup  # noqa: E402
-from online.manager import OnlineManager  # noqa: E402
-from online.strategy import RollingStrategy  # noqa: E402
-from online.taskgen import RollingGen  # noqa: E402
-from online.trainers import DelayTrainerRM, TrainerR  # noqa: E402
+from tracker.online.backtest import backtest_topk_dropout  # noqa: E402
+from tracker.online.model.ens import RollingGroup  # noqa: E402
+from tracker.online.model.trainer import DelayTrainerRM, TrainerR  # noqa: E402
+from tracker.online.workflow.config import load_config  # noqa: E402
+from tracker.online.workflow.online.manager import OnlineManager  # noqa: E402
+from tracker.online.workflow.online.strategy import RollingStrategy  # noqa: E402
+from tracker.online.workflow.task.collect import RecorderCollector  # noqa: E402
+from tracker.online.workflow.task.gen import RollingGen  # noqa: E402
+from tracker.online.workflow.task.utils import trading_calendar  # noqa: E402
 
 DATA = ROOT.parent / "shared/data/sp500_5yr_2013_2018.parquet"
 CONFIG = ROOT / "examples/workflows/lightgbm_sp500.yaml"
@@ -65,7 +65,14 @@ def rolling_task(data: Any, step: int) -> tuple[dict, pd.Timestamp]:
 
 def start_workers(uri: str, pool: str, experiment: str, n: int) -> list[subprocess.Popen]:
     """``n`` ``tracker worker`` processes training the pool's recorded tasks until stopped."""
-    cmd = [sys.executable, "-c", "from cli.main import main; main()", "--uri", uri, "worker"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from tracker.cli.main import main; main()",
+        "--uri",
+        uri,
+        "worker",
+    ]
     cmd += ["--pool", pool, "--experiment", experiment, "--phase", "end", "--forever"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(n)]

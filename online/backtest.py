@@ -7,7 +7,7 @@ The book formed on day ``t`` from the scores of day ``t`` earns ``returns[t]``. 
 aligns ``returns`` so that ``returns[t]`` is realised strictly after day ``t``'s scores
 are known. The two usual alignments (see :func:`forward_returns`):
 
-* ``delay=1`` (the default, what :class:`online.record.PortAnaRecord` uses): scores are
+* ``delay=1`` (the default, what :class:`PortAnaRecord` uses): scores are
   computed after the close of ``t``, the trades fill at the close of ``t+1`` and the book
   earns ``close[t+2] / close[t+1] - 1``. That is exactly Qlib's default label
   ``LABEL0[t]``, so the backtest needs nothing beyond ``label.pkl``. Qlib's own

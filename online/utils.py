@@ -11,6 +11,36 @@ from typing import Any
 
 from tracker.errors import InvalidInputError
 
+#: Module paths of tracker 0.1, where online/ was one flat package: configs and pickled tasks
+#: written then keep working.
+LEGACY_MODULES = {
+    "online.data": "tracker.online.data.loader",
+    "online.features": "tracker.online.data.features",
+    "online.dataset": "tracker.online.data.dataset",
+    "online.model": "tracker.online.model.base",
+    "online.trainers": "tracker.online.model.trainer",
+    "online.trainer": "tracker.online.model.train",
+    "online.ensemble": "tracker.online.model.ens",
+    "online.record": "tracker.online.workflow.record_temp",
+    "online.config": "tracker.online.workflow.config",
+    "online.taskgen": "tracker.online.workflow.task.gen",
+    "online.taskmanager": "tracker.online.workflow.task.manage",
+    "online.collect": "tracker.online.workflow.task.collect",
+    "online.calendar": "tracker.online.workflow.task.utils",
+    "online.manager": "tracker.online.workflow.online.manager",
+    "online.strategy": "tracker.online.workflow.online.strategy",
+    "online.update": "tracker.online.workflow.online.update",
+    "online.online_tool": "tracker.online.workflow.online.utils",
+    "online.backtest": "tracker.online.backtest",
+    "online.analysis": "tracker.online.evaluate",
+    "online.utils": "tracker.online.utils",
+}
+
+
+def import_module(name: str) -> ModuleType:
+    """``importlib.import_module``, also for the module paths of tracker 0.1."""
+    return importlib.import_module(LEGACY_MODULES.get(name, name))
+
 
 def get_callable_kwargs(
     config: Mapping[str, Any] | str, default_module: str | ModuleType | None = None
@@ -43,7 +73,7 @@ def get_callable_kwargs(
         raise InvalidInputError(f"class {name!r}: no module_path given and no default module")
     if isinstance(module, str):
         try:
-            module = importlib.import_module(module)
+            module = import_module(module)
         except ImportError as e:
             raise InvalidInputError(f"class {name!r}: cannot import module {module!r} ({e})") from e
     klass = getattr(module, name, None)

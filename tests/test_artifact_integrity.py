@@ -27,9 +27,9 @@ import pytest
 from click.testing import CliRunner
 
 import tracker
-from cli.main import cli
 from tests.s3server import REGION, S3Server
 from tracker.artifacts import TEMP_PREFIX, TIMEOUT_ENV, ArtifactStore, _temp_name, dumps
+from tracker.cli.main import cli
 from tracker.errors import ArtifactChecksumError, ArtifactTimeout, ConfigError, LoadObjectError
 from tracker.manifest import read_checked
 

@@ -296,7 +296,9 @@ class TestS3Store(ArtifactStoreContract):
 def test_missing_s3fs_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(_fsspec_registry, "s3", raising=False)  # forget a loaded s3fs
     monkeypatch.setitem(sys.modules, "s3fs", None)  # None makes `import s3fs` fail
-    with pytest.raises(BackendUnavailable, match=re.escape("pip install 'tracker[s3]'")) as info:
+    with pytest.raises(
+        BackendUnavailable, match=re.escape("pip install 'qlib-tracker[s3]'")
+    ) as info:
         ArtifactStore("s3://bucket/prefix")
     assert isinstance(info.value, ImportError) and isinstance(info.value.__cause__, ImportError)
 
@@ -305,7 +307,7 @@ def test_missing_gcsfs_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(_fsspec_registry, "gs", raising=False)
     monkeypatch.delitem(_fsspec_registry, "gcs", raising=False)
     monkeypatch.setitem(sys.modules, "gcsfs", None)
-    with pytest.raises(BackendUnavailable, match=re.escape("pip install 'tracker[gcs]'")):
+    with pytest.raises(BackendUnavailable, match=re.escape("pip install 'qlib-tracker[gcs]'")):
         ArtifactStore("gs://bucket/prefix")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 import tracker
-from cli.main import cli
+from tracker.cli.main import cli
 
 
 def test_version():

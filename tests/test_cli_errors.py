@@ -14,8 +14,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 import tracker
-from cli.main import cli
 from tests.online.tasks import SIGNAL_RECORD, synthetic_task
+from tracker.cli.main import cli
 
 SEGMENTS = {"train": ["2020-01-01", "2020-06-30"], "test": ["2020-07-01", None]}
 PASSWORD = "hunter2-S3cret"
@@ -103,7 +103,7 @@ def test_a_bad_lightgbm_parameter_is_one_line(tmp_path):
 
 def test_a_bug_in_user_code_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
     (tmp_path / "buggy_model.py").write_text(
-        "from online.model import RidgeModel\n"
+        "from tracker.online.model.base import RidgeModel\n"
         "class Buggy(RidgeModel):\n"
         "    def fit(self, dataset, reweighter=None):\n"
         "        raise KeyError('oops')\n"
@@ -242,7 +242,7 @@ def test_password_never_shown_on_success(pg_uri, tmp_path):
     assert "***" in outputs[0]  # db upgrade names the store, masked
     manager = tracker.connect(uri, art)
     tracker.init(uri, art)
-    from online.taskmanager import TaskManager
+    from tracker.online.workflow.task.manage import TaskManager
 
     shown = [repr(manager), repr(tracker.R), str(manager), repr(TaskManager("pool", manager))]
     assert all("***" in text for text in shown)

@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 
 import tracker
 import tracker.migrate.write
-from cli.main import cli
+from tracker.cli.main import cli
 from tracker.entities import Lifecycle, Metric, RunStatus, ViewType
 from tracker.manager import now_ms
 
@@ -125,7 +125,7 @@ def test_rm_needs_confirmation_without_a_terminal(store):
 
 
 def test_rm_prompt_on_a_terminal(store, monkeypatch):
-    monkeypatch.setattr("cli.manage._stdin_is_tty", lambda: True)
+    monkeypatch.setattr("tracker.cli.manage._stdin_is_tty", lambda: True)
     result = failed(invoke(store.path, "rm", store.r1, input="n\n"), 1, "nothing was changed")
     assert "Delete 1 run(s)?" in result.stderr and result.stdout == ""
     assert lifecycle(store, store.r1) is Lifecycle.ACTIVE
@@ -245,7 +245,7 @@ def test_gc_needs_confirmation_without_a_terminal(store):
 
 
 def test_gc_prompt_on_a_terminal(store, monkeypatch):
-    monkeypatch.setattr("cli.manage._stdin_is_tty", lambda: True)
+    monkeypatch.setattr("tracker.cli.manage._stdin_is_tty", lambda: True)
     ok(invoke(store.path, "rm", "-y", store.r1))
     result = failed(invoke(store.path, "gc", input="n\n"), 1, "nothing was changed")
     assert "Permanently remove 1 run(s)" in result.stderr and result.stdout == ""
@@ -628,7 +628,7 @@ def test_a_bundle_with_a_fifo_imports_nothing(store, exported, tmp_path):
 
 # ---------------------------------------------------------------- import killed half-way
 
-IMPORT = "import sys; from cli.main import cli; cli(sys.argv[1:])"
+IMPORT = "import sys; from tracker.cli.main import cli; cli(sys.argv[1:])"
 HOST = socket.gethostname()
 
 

@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tracker
-from cli.diff import change
-from cli.main import cli
-from cli.spark import NAN_MARK, POS_INF_MARK, TICKS, downsample, sparkline
 from tracker import RunStatus
+from tracker.cli.diff import change
+from tracker.cli.main import cli
+from tracker.cli.spark import NAN_MARK, POS_INF_MARK, TICKS, downsample, sparkline
 from tracker.entities import Metric
 
 OLD_MS = int(time.time() * 1000) - 3_600_000  # an hour ago: long past the stale threshold
@@ -516,7 +516,7 @@ def test_every_read_command_and_option_has_help():
 def test_read_commands_import_no_heavy_modules(store):
     code = f"""
 import sys
-from cli.main import cli
+from tracker.cli.main import cli
 ref = {store.runs["lgb"][:8]!r}
 for args in (["ls"], ["ls", "alpha"], ["show", ref], ["diff", ref, {store.runs["other"]!r}]):
     cli.main(["--uri", {store.uri!r}, *args], standalone_mode=False)

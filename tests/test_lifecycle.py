@@ -22,14 +22,14 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, event, make_url
 
 import tracker
-from cli.main import cli
 from tracker import InvalidStateError, Metric, Recorder, RunStatus, writer
 from tracker.backends.sql import db as dbmod
 from tracker.backends.sql.store import SQLExpManager
+from tracker.cli.main import cli
 from tracker.manager import now_ms
 
 REPO = Path(__file__).resolve().parent.parent
-TRACKER = [sys.executable, "-c", "from cli.main import main; main()"]  # the real command
+TRACKER = [sys.executable, "-c", "from tracker.cli.main import main; main()"]  # the real command
 
 
 def started(manager: tracker.ExpManager, name: str = "r") -> Recorder:

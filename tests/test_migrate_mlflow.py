@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tracker
-from cli.main import cli
+from tracker.cli.main import cli
 from tracker.entities import Lifecycle, RunStatus, ViewType
 
 mlflow = pytest.importorskip("mlflow")
@@ -549,7 +549,7 @@ def test_export_without_mlflow_says_how_to_install(tmp_path, monkeypatch):
     native_store(tmp_path / "src")
     monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` now fails
     result = invoke(tmp_path / "src", "export", "mlflow", "-e", "A", str(tmp_path / "x"))
-    failed(result, "pip install 'tracker[mlflow]'")
+    failed(result, "pip install 'qlib-tracker[mlflow]'")
 
 
 def test_bundle_forms_still_work(tmp_path):
@@ -592,7 +592,7 @@ def test_an_mlflow_import_killed_half_way_is_written_again(tmp_path, monkeypatch
     tracker.connect(dst)
 
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from cli.main import cli; cli(sys.argv[1:])"]
+        [sys.executable, "-c", "import sys; from tracker.cli.main import cli; cli(sys.argv[1:])"]
         + ["--uri", str(dst), "import", "mlflow", str(mlruns)],
         cwd=Path(__file__).parents[1],
     )

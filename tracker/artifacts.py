@@ -102,7 +102,7 @@ class ArtifactStore:
         try:
             fs, path = fsspec.core.url_to_fs(root, **options)
         except ImportError as e:
-            hint = f"pip install 'tracker[{_EXTRAS[proto]}]'" if proto in _EXTRAS else "install it"
+            hint = errors.install_hint(_EXTRAS[proto]) if proto in _EXTRAS else "install it"
             raise errors.BackendUnavailable(f"artifact root {root!r}: {e}; {hint}") from e
         except ValueError as e:
             raise errors.UnsupportedURIError(f"artifact root {root!r} is not usable: {e}") from e

@@ -31,6 +31,14 @@ from __future__ import annotations
 
 import pickle
 
+#: The name tracker is installed under (``tracker`` on the package index is another project).
+DISTRIBUTION = "qlib-tracker"
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an optional part of tracker."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
 
 class TrackerError(Exception):
     """Base class of every error raised by tracker."""

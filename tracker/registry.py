@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from tracker.errors import BackendUnavailable, UnsupportedURIError
+from tracker.errors import BackendUnavailable, UnsupportedURIError, install_hint
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,10 @@ class BackendSpec:
 _SQL = "tracker.backends.sql.store:SQLExpManager"
 _registry: dict[str, BackendSpec | type] = {
     "sqlite": BackendSpec(_SQL),
-    "postgresql": BackendSpec(_SQL, "pip install 'tracker[postgres]'", ("psycopg",)),
-    "postgres": BackendSpec(_SQL, "pip install 'tracker[postgres]'", ("psycopg",)),
+    "postgresql": BackendSpec(_SQL, install_hint("postgres"), ("psycopg",)),
+    "postgres": BackendSpec(_SQL, install_hint("postgres"), ("psycopg",)),
     "mlflow": BackendSpec(
-        "tracker.backends.mlflow:MLflowExpManager", "pip install 'tracker[mlflow]'", ("mlflow",)
+        "tracker.backends.mlflow:MLflowExpManager", install_hint("mlflow"), ("mlflow",)
     ),
 }
 registry = MappingProxyType(_registry)

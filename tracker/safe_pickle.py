@@ -27,7 +27,7 @@ Three more things a restricted unpickler must do, because an allow-list of names
 
 With ``placeholders=True`` (:class:`PlaceholderUnpickler`) a refused name becomes an inert
 :class:`CodeReference` instead of an error, so that a task holding a model class still shows
-its dates: ``<not shown: contains code reference online.model.LGBModel>``.
+its dates: ``<not shown: contains code reference tracker.online.model.base.LGBModel>``.
 
 :meth:`tracker.Recorder.load_object` itself stays plain pickle, as in Qlib.
 """

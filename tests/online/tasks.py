@@ -24,14 +24,18 @@ def synthetic_task(
     source = data if data is not None else {"synthetic": dict(synthetic or {})}
     return copy.deepcopy(
         {
-            "model": {"class": model, "module_path": "online.model", "kwargs": model_kwargs or {}},
+            "model": {
+                "class": model,
+                "module_path": "tracker.online.model.base",
+                "kwargs": model_kwargs or {},
+            },
             "dataset": {
                 "class": "Dataset",
-                "module_path": "online.dataset",
+                "module_path": "tracker.online.data.dataset",
                 "kwargs": {
                     "handler": {
                         "class": "FeatureHandler",
-                        "module_path": "online.features",
+                        "module_path": "tracker.online.data.features",
                         "kwargs": {"data": source, "windows": list(windows)},
                     },
                     "segments": {k: list(v) for k, v in segments.items()},

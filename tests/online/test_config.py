@@ -9,11 +9,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import online.config
-from cli.main import cli
-from online.config import deep_merge, load_config, substitute_env, validate_task
+import tracker.online.workflow.config
 from tests.test_cli_errors import one_error
+from tracker.cli.main import cli
 from tracker.errors import InvalidInputError
+from tracker.online.workflow.config import deep_merge, load_config, substitute_env, validate_task
 
 
 def test_env_substitution(monkeypatch):
@@ -57,10 +57,10 @@ def test_bad_config_files(tmp_path, text, match):
 
 def task(**over):
     base = {
-        "model": {"class": "RidgeModel", "module_path": "online.model"},
+        "model": {"class": "RidgeModel", "module_path": "tracker.online.model.base"},
         "dataset": {
             "class": "Dataset",
-            "module_path": "online.dataset",
+            "module_path": "tracker.online.data.dataset",
             "kwargs": {
                 "handler": {"class": "FeatureHandler", "kwargs": {"data": {"synthetic": {}}}},
                 "segments": {"train": [1, 2], "test": [3, 4]},
@@ -76,8 +76,8 @@ def task(**over):
     ("bad", "match"),
     [
         (
-            {"model": {"class": "Nope", "module_path": "online.model"}},
-            "task.model: module 'online.model' has no class 'Nope'",
+            {"model": {"class": "Nope", "module_path": "tracker.online.model.base"}},
+            "task.model: module 'tracker.online.model.base' has no class 'Nope'",
         ),
         (
             {"model": {"class": "X", "module_path": "no_such_module_q"}},
@@ -85,7 +85,7 @@ def task(**over):
         ),
         (
             {"record": [{"class": "NoRecord"}]},
-            r"task.record\[0\]: module 'online.record' has no class",
+            r"task.record\[0\]: module 'tracker.online.workflow.record_temp' has no class",
         ),
         (
             {"dataset": {"class": "Dataset", "kwargs": {"segments": {"train": [1, 2]}}}},
@@ -168,7 +168,7 @@ def test_alias_bomb_is_refused_at_once(tmp_path):
 
 def test_the_bound_counts_alias_expansion_not_file_size(tmp_path, monkeypatch):
     # Qlib's configs alias a few blocks; a file that is big by itself is not a bomb.
-    monkeypatch.setattr(online.config, "MAX_ALIAS_NODES", 1_000)
+    monkeypatch.setattr(tracker.online.workflow.config, "MAX_ALIAS_NODES", 1_000)
     (tmp_path / "big.yaml").write_text(yaml.safe_dump({"x": list(range(5_000))}))
     assert len(load_config(tmp_path / "big.yaml")["x"]) == 5_000
     (tmp_path / "ok.yaml").write_text(billion_laughs(levels=2, top="task"))  # ~200 values
@@ -227,14 +227,18 @@ def test_tracker_run_refuses_hostile_configs_in_one_line(tmp_path, name, text, n
 def test_validate_task_checks_kwargs(bad, match):
     t = task(**bad)
     if "model" in bad:
-        t["model"]["module_path"] = "online.model"
+        t["model"]["module_path"] = "tracker.online.model.base"
     with pytest.raises(InvalidInputError, match=match):
         validate_task(t)
 
 
 def test_validate_task_accepts_placeholders_and_unannotated_kwargs():
     t = task(
-        model={"class": "LGBModel", "module_path": "online.model", "kwargs": {"num_leaves": 8}},
+        model={
+            "class": "LGBModel",
+            "module_path": "tracker.online.model.base",
+            "kwargs": {"num_leaves": 8},
+        },
         record=[
             {"class": "SignalRecord", "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}},
             {"class": "PortAnaRecord", "kwargs": {"end_time": "<dataset.kwargs.segments.test.1>"}},

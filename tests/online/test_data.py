@@ -11,16 +11,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from online.data import (
+from tracker.errors import InvalidInputError
+from tracker.online.data.dataset import Dataset
+from tracker.online.data.features import (
+    FeatureHandler,
+    _rext,
+    _Rolling,
+    dropna_label,
+    feature_names,
+)
+from tracker.online.data.loader import (
     load_ohlcv,
     make_synthetic_market,
     simulate_market,
     write_synthetic_market,
 )
-from online.dataset import Dataset
-from online.features import FeatureHandler, _rext, _Rolling, dropna_label, feature_names
-from online.utils import flatten_dict, init_instance_by_config
-from tracker.errors import InvalidInputError
+from tracker.online.utils import flatten_dict, init_instance_by_config
 
 COLUMNS = ["datetime", "instrument", "open", "high", "low", "close", "volume"]
 REAL = "sp500_5yr_2013_2018.parquet"
@@ -406,7 +412,7 @@ def test_handler_rejects_bad_config(kwargs, message):
 
 HANDLER = {
     "class": "FeatureHandler",
-    "module_path": "online.features",
+    "module_path": "tracker.online.data.features",
     "kwargs": {"data": {"synthetic": {"n_instruments": 8, "n_days": 100, "seed": 1}}},
 }
 SEGMENTS = {
@@ -461,7 +467,9 @@ def test_dataset_errors():
         ds.prepare("tset")
     with pytest.raises(InvalidInputError, match="no segment 'x'"):
         ds.prepare(["train", "x"])
-    with pytest.raises(InvalidInputError, match="module 'online.features' has no class 'Nope'"):
+    with pytest.raises(
+        InvalidInputError, match="module 'tracker.online.data.features' has no class 'Nope'"
+    ):
         Dataset({"class": "Nope"}, SEGMENTS)
     with pytest.raises(InvalidInputError, match="expected a config or a FeatureHandler"):
         Dataset(42, SEGMENTS)

@@ -17,11 +17,16 @@ import pandas as pd
 import pytest
 
 import tracker
-from online.analysis import calc_ic, calc_long_short_prec, calc_long_short_return, risk_analysis
-from online.backtest import REPORT_COLUMNS, backtest_topk_dropout, forward_returns
-from online.model import LGBModel, RidgeModel
-from online.record import PortAnaRecord, SigAnaRecord, SignalRecord
 from tracker.errors import InvalidStateError, LoadObjectError
+from tracker.online.backtest import REPORT_COLUMNS, backtest_topk_dropout, forward_returns
+from tracker.online.evaluate import (
+    calc_ic,
+    calc_long_short_prec,
+    calc_long_short_return,
+    risk_analysis,
+)
+from tracker.online.model.base import LGBModel, RidgeModel
+from tracker.online.workflow.record_temp import PortAnaRecord, SigAnaRecord, SignalRecord
 
 # ------------------------------------------------------------------------------- test double
 
@@ -507,7 +512,7 @@ def test_check_reports_missing_inputs_and_generate_skips(rec, caplog):
     sig = SigAnaRecord(rec)
     with pytest.raises(FileNotFoundError, match=r"pred\.pkl.*label\.pkl"):
         sig.check()
-    with caplog.at_level(logging.WARNING, logger="online.record"):
+    with caplog.at_level(logging.WARNING, logger="tracker.online.workflow.record_temp"):
         assert sig.generate() is None
         assert PortAnaRecord(rec).generate() is None
     assert "generation skipped" in caplog.text
@@ -569,7 +574,7 @@ def test_port_ana_record_accepts_qlib_config(caplog):
             "deal_price": "close",
         },
     }
-    with caplog.at_level(logging.INFO, logger="online.backtest"):
+    with caplog.at_level(logging.INFO, logger="tracker.online.backtest"):
         record = PortAnaRecord(config=config, n_drop=2, risk_analysis_freq="day")
     assert "backtest.deal_price" in caplog.text
     assert record.backtest_kwargs == {

@@ -12,14 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 import tracker
-from cli.main import cli
-from online.data import make_synthetic_market
-from online.manager import OnlineManager
-from online.online_tool import OnlineToolR
-from online.strategy import RollingStrategy, segment_of
-from online.taskgen import RollingGen
-from online.taskmanager import STATUS_DONE, TaskManager
-from online.trainers import (
+from tests.online.tasks import synthetic_task
+from tracker import R
+from tracker.cli.main import cli
+from tracker.online.data.loader import make_synthetic_market
+from tracker.online.model.trainer import (
     STATUS_BEGIN,
     STATUS_END,
     STATUS_KEY,
@@ -29,8 +26,11 @@ from online.trainers import (
     TrainerR,
     TrainerRM,
 )
-from tests.online.tasks import synthetic_task
-from tracker import R
+from tracker.online.workflow.online.manager import OnlineManager
+from tracker.online.workflow.online.strategy import RollingStrategy, segment_of
+from tracker.online.workflow.online.utils import OnlineToolR
+from tracker.online.workflow.task.gen import RollingGen
+from tracker.online.workflow.task.manage import STATUS_DONE, TaskManager
 
 SYN = {"n_instruments": 20, "n_days": 240, "seed": 3, "signal": 0.1}  # 2020-01-01 .. 2020-11-30
 SEGMENTS = {

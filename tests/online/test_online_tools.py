@@ -11,20 +11,25 @@ import pandas as pd
 import pytest
 
 import tracker
-from online.collect import ART_KEY_RAW, Collector, MergeCollector, RecorderCollector
-from online.ensemble import (
+from tests.online.tasks import synthetic_task
+from tracker import Experiment, R
+from tracker.online.model.ens import (
     AverageEnsemble,
     Group,
     RollingEnsemble,
     RollingGroup,
     SingleKeyEnsemble,
 )
-from online.online_tool import OFFLINE_TAG, ONLINE_KEY, ONLINE_TAG, OnlineToolR
-from online.trainer import task_train
-from online.update import LabelUpdater, PredUpdater
-from online.utils import init_instance_by_config
-from tests.online.tasks import synthetic_task
-from tracker import Experiment, R
+from tracker.online.model.train import task_train
+from tracker.online.utils import init_instance_by_config
+from tracker.online.workflow.online.update import LabelUpdater, PredUpdater
+from tracker.online.workflow.online.utils import OFFLINE_TAG, ONLINE_KEY, ONLINE_TAG, OnlineToolR
+from tracker.online.workflow.task.collect import (
+    ART_KEY_RAW,
+    Collector,
+    MergeCollector,
+    RecorderCollector,
+)
 
 INSTRUMENTS = ["A", "B", "C"]
 
@@ -70,7 +75,7 @@ def collect_store(tmp_path):
 
 def test_recorder_collector_finished_runs_by_id_and_skips_missing(collect_store, caplog):
     old, new, empty = collect_store
-    with caplog.at_level(logging.INFO, logger="online.collect"):
+    with caplog.at_level(logging.INFO, logger="tracker.online.workflow.task.collect"):
         got = RecorderCollector("c")()
     assert set(got) == {"pred"}
     assert set(got["pred"]) == {old.id, new.id}  # not FAILED, not the run without pred.pkl
@@ -382,7 +387,7 @@ def test_history_buffer_and_missing_artifacts(online_run, caplog):
     OnlineToolR("upd").set_online_tag(ONLINE_TAG, other)
     with pytest.raises(tracker.LoadObjectError):
         PredUpdater(other)
-    with caplog.at_level(logging.WARNING, logger="online.online_tool"):
+    with caplog.at_level(logging.WARNING, logger="tracker.online.workflow.online.utils"):
         OnlineToolR("upd").update_online_pred()
     assert any(other.id in r.getMessage() for r in caplog.records)
     assert dates_of(rec.load_object("pred.pkl")).max() == LAST

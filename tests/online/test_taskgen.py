@@ -9,11 +9,11 @@ import pickle
 import pandas as pd
 import pytest
 
-from online.calendar import CalendarRangeError, TimeAdjuster, trading_calendar
-from online.data import make_synthetic_market, write_synthetic_market
-from online.dataset import Dataset
-from online.features import FeatureHandler
-from online.taskgen import (
+from tracker.errors import InvalidInputError
+from tracker.online.data.dataset import Dataset
+from tracker.online.data.features import FeatureHandler
+from tracker.online.data.loader import make_synthetic_market, write_synthetic_market
+from tracker.online.workflow.task.gen import (
     ROLL_EX,
     ROLL_SD,
     RollingGen,
@@ -22,7 +22,7 @@ from online.taskgen import (
     task_generator,
     trunc_segments,
 )
-from tracker.errors import InvalidInputError
+from tracker.online.workflow.task.utils import CalendarRangeError, TimeAdjuster, trading_calendar
 
 # 30 trading days of January/February 2024 (US: no 2024-01-01 New Year, no 2024-01-15 MLK day).
 # idx:   0      1      2      3   |  4      5      6      7      8   |  9     10     11     12
@@ -57,7 +57,7 @@ def handler_end(task: dict) -> str | None:
 
 def make_task(test: tuple, handler_end_time="2024-01-26") -> dict:
     return {
-        "model": {"class": "LGBModel", "module_path": "online.model"},
+        "model": {"class": "LGBModel", "module_path": "tracker.online.model.base"},
         "dataset": {
             "class": "Dataset",
             "kwargs": {

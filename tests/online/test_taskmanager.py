@@ -21,9 +21,11 @@ import pytest
 from click.testing import CliRunner
 
 import tracker
-from cli.main import cli
-from online import taskmanager as tmod
-from online.taskmanager import (
+from tests.online.tasks import synthetic_task
+from tracker import R, RunStatus
+from tracker.cli.main import cli
+from tracker.online.workflow.task import manage as tmod
+from tracker.online.workflow.task.manage import (
     STATUS_DONE,
     STATUS_FAILED,
     STATUS_PART_DONE,
@@ -35,8 +37,6 @@ from online.taskmanager import (
     pool_counts,
     run_task,
 )
-from tests.online.tasks import synthetic_task
-from tracker import R, RunStatus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -333,7 +333,7 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     import tracker
     from tracker import R
-    from online.taskmanager import TaskManager, run_task
+    from tracker.online.workflow.task.manage import TaskManager, run_task
 
     uri, art, pool, outdir, mode, lease = sys.argv[1:]
     out = Path(outdir)
@@ -491,7 +491,7 @@ def test_cli_tasks_list_reset_prioritize_remove(store):
 
 
 def tmod_columns() -> tuple[str, ...]:
-    from cli.tasks import COLUMNS
+    from tracker.cli.tasks import COLUMNS
 
     return COLUMNS
 

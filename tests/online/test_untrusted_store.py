@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 import tracker
-from cli.main import cli
-from online.model import RidgeModel
-from online.online_tool import ONLINE_KEY, ONLINE_TAG
 from tests.online.tasks import synthetic_task
+from tracker.cli.main import cli
+from tracker.online.model.base import RidgeModel
+from tracker.online.workflow.online.utils import ONLINE_KEY, ONLINE_TAG
 
 SYNTHETIC = {"n_instruments": 3, "n_days": 30}  # business days 2020-01-01 .. 2020-02-11
 SEGMENTS = {"train": ("2020-01-01", "2020-01-20"), "test": ("2020-01-21", None)}
@@ -75,7 +75,7 @@ def planted(tmp_path) -> tuple[str, dict[str, str], Path]:
 
 def run_cli(uri: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``tracker`` command in a process of its own."""
-    code = "import sys; from cli.main import main; sys.argv[0] = 'tracker'; main()"
+    code = "import sys; from tracker.cli.main import main; sys.argv[0] = 'tracker'; main()"
     return subprocess.run(
         [sys.executable, "-c", code, "--uri", uri, *args],
         capture_output=True,
@@ -97,7 +97,10 @@ def test_tracker_online_runs_no_code_from_the_store(planted):
              for name, i in ids.items()}  # fmt: skip
     assert "RidgeModel train 2020-01-01..2020-01-20 test 2020-01-21..open" in lines["healthy"]
     assert "pred to 2020-02-11 / data to 2020-02-11" in lines["healthy"]
-    assert "<not shown: contains code reference online.model.RidgeModel>" in lines["class_task"]
+    assert (
+        "<not shown: contains code reference tracker.online.model.base.RidgeModel>"
+        in lines["class_task"]
+    )
     assert "STALE" in lines["class_task"] and "data to 2020-02-11" in lines["class_task"]
     assert "pred.pkl: artifact 'pred.pkl' refers to posix.system" in done.stdout
     assert "task/data: not a task dict: <not shown: contains code reference posix.system>" in (

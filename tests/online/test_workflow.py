@@ -11,10 +11,15 @@ import yaml
 from click.testing import CliRunner
 
 import tracker
-from cli.main import cli
-from online.trainer import begin_task_train, end_task_train, fill_placeholder, task_train
 from tests.online.tasks import SIGNAL_RECORD, synthetic_task
 from tracker import R
+from tracker.cli.main import cli
+from tracker.online.model.train import (
+    begin_task_train,
+    end_task_train,
+    fill_placeholder,
+    task_train,
+)
 
 SEGMENTS = {
     "train": ["2020-01-01", "2020-09-30"],
@@ -130,7 +135,7 @@ def test_tracker_run_cli(tmp_path):
     [
         (
             lambda t: t["model"].update({"class": "Nope"}),
-            "task.model: module 'online.model' has no class 'Nope'",
+            "task.model: module 'tracker.online.model.base' has no class 'Nope'",
         ),
         (lambda t: t["dataset"]["kwargs"]["segments"].pop("test"), "segments.test is missing"),
         (

@@ -101,10 +101,18 @@ def port_analysis_config() -> dict[str, Any]:
 def tracker_cli(uri: str, *args: str) -> Any:
     """``tracker --uri URI ARGS --json`` in a subprocess of this interpreter; the parsed JSON.
 
-    The command runs ``cli.main:main``, the ``tracker`` console script's entry point, so it
+    The command runs ``tracker.cli.main:main``, the ``tracker`` console script's entry point, so it
     works with the checkout on PYTHONPATH as well as installed."""
     done = subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", "--uri", uri, *args, "--json"],
+        [
+            sys.executable,
+            "-c",
+            "from tracker.cli.main import main; main()",
+            "--uri",
+            uri,
+            *args,
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,

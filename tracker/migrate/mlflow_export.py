@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.entities import ArtifactEntry, Lifecycle, RunData, RunInfo, RunStatus
-from tracker.errors import BackendUnavailable, InvalidInputError
+from tracker.errors import BackendUnavailable, InvalidInputError, install_hint
 from tracker.manager import ExpManager
 from tracker.migrate import SOURCE_ID_TAG, MigrationError, Progress
 
@@ -107,7 +107,7 @@ def _client(uri: str) -> Any:
         from mlflow import MlflowClient
     except ImportError as e:
         raise BackendUnavailable(
-            f"exporting to MLflow needs the mlflow package ({e}): pip install 'tracker[mlflow]'"
+            f"exporting to MLflow needs the mlflow package ({e}): {install_hint('mlflow')}"
         ) from e
     if uri.startswith("file:"):
         # MLflow refuses file stores since 3.13 unless opted in; naming one as DEST is that.

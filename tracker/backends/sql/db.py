@@ -171,7 +171,7 @@ def _check_not_newer(found: int | None, url: str) -> None:
     if found is not None and found > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"store {mask(url)!r} has schema v{found}, written by a newer tracker than this one "
-            f"(v{SCHEMA_VERSION}): upgrade tracker (pip install -U tracker) to open it"
+            f"(v{SCHEMA_VERSION}): upgrade tracker (pip install -U qlib-tracker) to open it"
         )
 
 

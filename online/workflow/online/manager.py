@@ -33,13 +33,13 @@ from typing import Any
 
 import pandas as pd
 
-from online.calendar import trading_calendar
-from online.collect import MergeCollector
-from online.ensemble import AverageEnsemble
-from online.strategy import OnlineStrategy
-from online.trainers import Trainer, TrainerR
 from tracker import R, Recorder
 from tracker.errors import InvalidInputError
+from tracker.online.model.ens import AverageEnsemble
+from tracker.online.model.trainer import Trainer, TrainerR
+from tracker.online.workflow.online.strategy import OnlineStrategy
+from tracker.online.workflow.task.collect import MergeCollector
+from tracker.online.workflow.task.utils import trading_calendar
 
 __all__ = ["OnlineManager"]
 
@@ -60,10 +60,10 @@ def _dates(signals: Signals) -> pd.Index:
 
 
 class OnlineManager:
-    """Runs ``strategies`` with ``trainer`` (default :class:`~online.trainers.TrainerR`).
+    """Runs ``strategies`` with ``trainer`` (default :class:`TrainerR`).
 
     Args:
-        strategies: an :class:`~online.strategy.OnlineStrategy` or a list of them.
+        strategies: an :class:`OnlineStrategy` or a list of them.
         trainer: trains the strategies' tasks into their experiments.
         begin_time: the first day (default: the last day of the strategies' data).
         freq: only ``"day"``.

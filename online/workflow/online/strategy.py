@@ -2,7 +2,7 @@
 which models to put online as time goes by.
 
 An :class:`OnlineStrategy` named ``name_id`` works on the experiment of that name: the trainer
-records its models there and its :class:`~online.online_tool.OnlineToolR` tags them.
+records its models there and its :class:`OnlineToolR` tags them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from online.collect import Collector, RecorderCollector
-from online.ensemble import RollingGroup
-from online.online_tool import OnlineToolR
-from online.taskgen import RollingGen, task_generator
 from tracker import Recorder
 from tracker.errors import InvalidInputError, LoadObjectError
+from tracker.online.model.ens import RollingGroup
+from tracker.online.workflow.online.utils import OnlineToolR
+from tracker.online.workflow.task.collect import Collector, RecorderCollector
+from tracker.online.workflow.task.gen import RollingGen, task_generator
 
 __all__ = ["OnlineStrategy", "RollingStrategy", "segment_of"]
 
@@ -81,7 +81,7 @@ class RollingStrategy(OnlineStrategy):
     Args:
         name_id: the experiment (also the strategy's name).
         task_template: a task or a list of tasks with a test segment.
-        rolling_gen: the :class:`~online.taskgen.RollingGen` cutting them.
+        rolling_gen: the :class:`~tracker.online.workflow.task.gen.RollingGen` cutting them.
     """
 
     def __init__(

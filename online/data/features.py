@@ -48,8 +48,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from online.data import PRICES, load_ohlcv, make_synthetic_market, select_panel, validate_ohlcv
 from tracker.errors import InvalidInputError
+from tracker.online.data.loader import (
+    PRICES,
+    load_ohlcv,
+    make_synthetic_market,
+    select_panel,
+    validate_ohlcv,
+)
 
 EPS = 1e-12
 LABEL = "LABEL0"
@@ -309,7 +315,7 @@ class FeatureHandler:
     ``DataHandlerLP`` with the Alpha158 processors; see the module docstring for the formulas
     and the NaN policy).
 
-    ``data`` is a Parquet/CSV path (read with :func:`~online.data.load_ohlcv`), a DataFrame in
+    ``data`` is a Parquet/CSV path (read with :func:`load_ohlcv`), a DataFrame in
     that format, or ``{"synthetic": {make_synthetic_market kwargs}}``. Features are computed
     on the whole panel (so windows and the label see data outside ``start_time..end_time``)
     and kept for that range. ``instruments`` restricts the universe (it also changes the

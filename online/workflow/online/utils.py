@@ -37,9 +37,9 @@ from typing import Any
 
 import pandas as pd
 
-from online.update import PredUpdater
 from tracker import Experiment, R, Recorder
 from tracker.errors import InvalidInputError, LoadObjectError
+from tracker.online.workflow.online.update import PredUpdater
 
 __all__ = ["OFFLINE_TAG", "ONLINE_KEY", "ONLINE_TAG", "OnlineTool", "OnlineToolR"]
 
@@ -164,7 +164,7 @@ class OnlineToolR(OnlineTool):
     def update_online_pred(
         self, to_date: Any = None, from_date: Any = None, exp_name: str | None = None
     ) -> None:
-        """Run :class:`~online.update.PredUpdater` on every online model; a model whose
+        """Run :class:`PredUpdater` on every online model; a model whose
         ``pred.pkl``, ``dataset`` or model cannot be loaded is skipped with a log message."""
         for rec in self.online_models(exp_name):
             try:

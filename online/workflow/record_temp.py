@@ -12,7 +12,7 @@ same class names, constructor arguments, artifact names and metric names.
 
 PortAnaRecord's realised returns come from ``label.pkl``: Qlib's label
 ``close[t+2]/close[t+1] - 1`` is exactly the return of a book formed on day ``t``'s signal
-and traded at the close of ``t+1`` (see :mod:`online.backtest`), so no price data is needed
+and traded at the close of ``t+1`` (see :mod:`tracker.online.backtest`), so no price data is needed
 and nothing is looked ahead. This requires ``label.pkl`` to hold the *raw* (unnormalised)
 return. Qlib's indicator analysis (``ffr``, ``pa``, ``pos``) is not reproduced.
 
@@ -30,9 +30,9 @@ from typing import Any
 
 import pandas as pd
 
-from online.analysis import calc_ic, calc_long_short_return, risk_analysis, safe_div
-from online.backtest import backtest_topk_dropout, from_qlib_config
 from tracker.errors import InvalidInputError, LoadObjectError
+from tracker.online.backtest import backtest_topk_dropout, from_qlib_config
+from tracker.online.evaluate import calc_ic, calc_long_short_return, risk_analysis, safe_div
 
 __all__ = ["ACRecordTemp", "PortAnaRecord", "RecordTemp", "SigAnaRecord", "SignalRecord"]
 
@@ -258,7 +258,7 @@ class SigAnaRecord(ACRecordTemp):
 
 class PortAnaRecord(ACRecordTemp):
     """Portfolio analysis: a daily top-k / dropout long-only backtest of ``pred.pkl``
-    (:func:`online.backtest.backtest_topk_dropout`) and Qlib's risk metrics of its excess
+    (:func:`tracker.online.backtest.backtest_topk_dropout`) and Qlib's risk metrics of its excess
     return over the benchmark, without and with costs, annualised by ``ann_scaler``
     (Qlib: 238; use 252 for US markets).
 

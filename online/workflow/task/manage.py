@@ -31,17 +31,6 @@ from typing import Any
 import click
 from sqlalchemy import delete, select, update
 
-from online import taskqueue_sql as q
-from online.taskqueue_sql import (
-    STATUS_DONE,
-    STATUS_FAILED,
-    STATUS_PART_DONE,
-    STATUS_RUNNING,
-    STATUS_WAITING,
-    TASKS,
-    LeaseLost,
-    T,
-)
 from tracker.backends.sql.db import Database
 from tracker.entities import RunStatus
 from tracker.errors import (
@@ -51,6 +40,17 @@ from tracker.errors import (
     TrackerError,
 )
 from tracker.manager import ExpManager, now_ms
+from tracker.online.workflow.task import queue as q
+from tracker.online.workflow.task.queue import (
+    STATUS_DONE,
+    STATUS_FAILED,
+    STATUS_PART_DONE,
+    STATUS_RUNNING,
+    STATUS_WAITING,
+    TASKS,
+    LeaseLost,
+    T,
+)
 from tracker.uri import mask
 
 __all__ = [

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from online.data import load_ohlcv, make_synthetic_market
 from tracker.errors import InvalidInputError
+from tracker.online.data.loader import load_ohlcv, make_synthetic_market
 
 DEFAULT_START = "1990-01-01"  # the plain business-day calendar used when no data is given
 _CHUNK = 260  # business days materialised at a time past the data (about a year)
@@ -92,8 +92,8 @@ def trading_calendar(source: Any) -> pd.DatetimeIndex:
 
     Args:
         source: a ``(datetime, instrument)`` DataFrame (or one with a ``datetime`` column), a
-            Parquet/CSV path read by :func:`~online.data.load_ohlcv`, ``{"synthetic": {...}}``
-            (:func:`~online.data.make_synthetic_market` kwargs), a ``FeatureHandler`` or
+            Parquet/CSV path read by :func:`load_ohlcv`, ``{"synthetic": {...}}``
+            (:func:`make_synthetic_market` kwargs), a ``FeatureHandler`` or
             ``Dataset`` object or config dict, a task dict (its dataset's handler), or a
             sequence of dates.
 

@@ -17,11 +17,11 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from online.utils import flatten_dict, init_instance_by_config
 from tracker import R, Recorder
 from tracker.errors import InvalidInputError
+from tracker.online.utils import flatten_dict, init_instance_by_config
 
-RECORD_MODULE = "online.record"
+RECORD_MODULE = "tracker.online.workflow.record_temp"
 _PATH = re.compile(r"<([\w.]+)>")
 
 

@@ -4,7 +4,7 @@
 - :class:`DelayTrainerR` only records the tasks in ``train`` (``begin_task_train``) and trains
   them in ``end_train`` (``end_task_train``), optionally on ``n_workers`` local processes.
 - :class:`TrainerRM` / :class:`DelayTrainerRM` go through a task pool of the SQL queue
-  (:class:`~online.taskmanager.TaskManager`), so any number of ``tracker worker`` processes,
+  (:class:`TaskManager`), so any number of ``tracker worker`` processes,
   here or on other machines, can share the work; ``n_workers=K`` starts K of them locally.
 
 Every method returns recorders in the order of the tasks given. Recorders are tagged
@@ -30,10 +30,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from online import taskmanager as tmm
-from online.trainer import begin_task_train, end_task_train, task_train
 from tracker import R, Recorder
 from tracker.errors import InvalidInputError, TrackerError
+from tracker.online.model.train import begin_task_train, end_task_train, task_train
+from tracker.online.workflow.task import manage as tmm
 
 __all__ = [
     "STATUS_BEGIN",
@@ -440,7 +440,7 @@ _WORKER_ARGS = "TRACKER_WORKER_ARGS"
 _WORKER = f"""
 import base64, os, pickle
 import tracker
-from online.taskmanager import run_task
+from tracker.online.workflow.task.manage import run_task
 a = pickle.loads(base64.b64decode(os.environ.pop({_WORKER_ARGS!r})))
 manager = tracker.connect(a["uri"], a["artifact_uri"])
 tracker.init(exp_manager=manager)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib
 import inspect
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import InvalidInputError, InvalidTypeError
+from tracker.online.utils import import_module
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 _PLACEHOLDER = re.compile(r"<[\w.]+>")  # filled in by the trainer: <MODEL>, <dataset.kwargs…>
@@ -200,16 +200,16 @@ def validate_task(task: Any, needs: tuple[str, ...] = ("train", "test")) -> None
         if key not in task:
             raise InvalidInputError(f"config: task.{key} is missing")
     _check_config(task["model"], "task.model")
-    dataset_class = _check_config(task["dataset"], "task.dataset", "online.dataset")
+    dataset_class = _check_config(task["dataset"], "task.dataset", "tracker.online.data.dataset")
     records = task.get("record") or []
     for i, record in enumerate(records if isinstance(records, list) else [records]):
-        _check_config(record, f"task.record[{i}]", "online.record")
+        _check_config(record, f"task.record[{i}]", "tracker.online.workflow.record_temp")
     dataset_kwargs = (
         task["dataset"].get("kwargs") or {} if isinstance(task["dataset"], Mapping) else {}
     )
     handler = dataset_kwargs.get("handler")
     if isinstance(handler, Mapping):
-        _check_config(handler, "task.dataset.kwargs.handler", "online.features")
+        _check_config(handler, "task.dataset.kwargs.handler", "tracker.online.data.features")
         data = (handler.get("kwargs") or {}).get("data")
         if isinstance(data, str) and not Path(data).exists():
             raise InvalidInputError(
@@ -221,7 +221,7 @@ def validate_task(task: Any, needs: tuple[str, ...] = ("train", "test")) -> None
 
 
 def _check_segments(segments: Any, dataset_class: Any, needs: tuple[str, ...]) -> None:
-    from online.dataset import Dataset, parse_segments
+    from tracker.online.data.dataset import Dataset, parse_segments
 
     if isinstance(dataset_class, type) and issubclass(dataset_class, Dataset):
         try:
@@ -248,7 +248,7 @@ def _check_config(config: Any, where: str, default_module: str | None = None) ->
     if module is None and "." in str(name):
         module, _, name = str(name).rpartition(".")
     try:
-        found = getattr(importlib.import_module(str(module)), str(name), None)
+        found = getattr(import_module(str(module)), str(name), None)
     except ImportError as e:
         raise InvalidInputError(f"{where}: cannot import module {module!r}: {e}") from e
     if found is None:
@@ -263,7 +263,7 @@ def _check_config(config: Any, where: str, default_module: str | None = None) ->
 def _check_kwargs(klass: Any, kwargs: Mapping[str, Any], where: str) -> None:
     """Names the class does not take, values of the wrong simple type (int, float, bool,
     str, as annotated), and dates that do not parse."""
-    from online.dataset import parse_date
+    from tracker.online.data.dataset import parse_date
 
     try:
         params = inspect.signature(klass).parameters

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from online.calendar import TimeAdjuster
 from tracker.errors import InvalidInputError
+from tracker.online.workflow.task.utils import TimeAdjuster
 
 ROLL_EX = TimeAdjuster.SHIFT_EX  # train start fixed, train end moves
 ROLL_SD = TimeAdjuster.SHIFT_SD  # every window moves
@@ -140,7 +140,7 @@ class RollingGen(TaskGen):
         train_key: name of the train segment.
         trunc_days: if set, non-test segments end this many trading days before the test start.
         task_copy_func: copies a task (deep copy by default).
-        calendar: a :class:`~online.calendar.TimeAdjuster` or any calendar source; None takes
+        calendar: a :class:`TimeAdjuster` or any calendar source; None takes
             the calendar from each task's handler data (re-read on every call, so new days count).
     """
 

@@ -1,4 +1,4 @@
-"""Named date segments over a :class:`~online.features.FeatureHandler` (Qlib's ``DatasetH``)."""
+"""Named date segments over a :class:`FeatureHandler` (Qlib's ``DatasetH``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from online.features import FeatureHandler
-from online.utils import init_instance_by_config
 from tracker.errors import InvalidInputError
+from tracker.online.data.features import FeatureHandler
+from tracker.online.utils import init_instance_by_config
 
 Segment = tuple[pd.Timestamp | None, pd.Timestamp | None]
 
@@ -47,16 +47,16 @@ def parse_segments(segments: Mapping[str, Any]) -> dict[str, Segment]:
 class Dataset:
     """A handler cut into named date segments, ``train``/``valid``/``test`` by convention.
 
-    ``handler`` is a :class:`~online.features.FeatureHandler` or its config
-    ``{"class": "FeatureHandler", "module_path": "online.features", "kwargs": {...}}``
-    (``module_path`` defaults to ``online.features``). ``segments`` maps names to
+    ``handler`` is a :class:`~tracker.online.data.features.FeatureHandler` or its config
+    ``{"class": "FeatureHandler", "module_path": "tracker.online.data.features", "kwargs": {...}}``
+    (``module_path`` defaults to ``tracker.online.data.features``). ``segments`` maps names to
     ``(start, end)`` dates, both inclusive; ``None`` leaves that side open. Pickles without
     data: the handler recomputes its features after loading.
     """
 
     def __init__(self, handler: FeatureHandler | Mapping[str, Any], segments: Mapping[str, Any]):
         self.handler: FeatureHandler = init_instance_by_config(
-            handler, default_module="online.features", accept_types=FeatureHandler
+            handler, default_module="tracker.online.data.features", accept_types=FeatureHandler
         )
         self.segments = parse_segments(segments)
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import pandas as pd
 
-from online.record import SignalRecord
 from tracker import Recorder
 from tracker.errors import InvalidInputError, InvalidStateError, LoadObjectError
+from tracker.online.workflow.record_temp import SignalRecord
 
 __all__ = ["DSBasedUpdater", "LabelUpdater", "PredUpdater", "RMDLoader", "RecordUpdater"]
 
@@ -55,7 +55,7 @@ def data_calendar(dataset: Any) -> pd.DatetimeIndex:
     if load is None:
         raise InvalidInputError(
             f"{type(dataset).__name__} has no handler with load(); updaters need a dataset "
-            "such as online.dataset.Dataset over a FeatureHandler"
+            "such as tracker.online.data.dataset.Dataset over a FeatureHandler"
         )
     dates = load().index.get_level_values("datetime").unique()
     return pd.DatetimeIndex(dates).sort_values()

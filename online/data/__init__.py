@@ -1,0 +1,1 @@
+"""Market data, Alpha158-style features and datasets (Qlib: ``qlib.data``)."""

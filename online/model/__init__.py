@@ -1,0 +1,1 @@
+"""Models, task training and trainers, ensembles (Qlib: ``qlib.model``)."""

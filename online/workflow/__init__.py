@@ -1,0 +1,1 @@
+"""Record templates and workflow configs (Qlib: ``qlib.workflow``)."""

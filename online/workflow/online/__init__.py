@@ -1,0 +1,1 @@
+"""Online serving: manager, strategies, updaters, online tool (Qlib: ``qlib.workflow.online``)."""

@@ -1,0 +1,1 @@
+"""Task generation, calendars, the task queue and collectors (Qlib: ``qlib.workflow.task``)."""
