@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import tracker  # noqa: E402
+from tracker import objects
 
 BUDGET = 1.5  # the check should cost one sha256 pass, not a second read; the rest is noise
 
@@ -64,7 +65,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rec = tracker.connect(tmp).get_exp(experiment_name="bench").start(recorder_name="r")
+        rec = objects.get_exp(tracker.connect(tmp), experiment_name="bench").start(
+            recorder_name="r"
+        )
         rec.save_objects(**{"pred.pkl": frame(args.rows)})
         path = Path(rec.manager.artifacts.local_dir(rec.run_info.artifact_prefix), "pred.pkl")
         data = path.read_bytes()

@@ -21,6 +21,7 @@ os.environ.setdefault("TRACKER_NO_CODE_STATE", "1")
 
 import tracker  # noqa: E402
 from bench.stores import fill  # noqa: E402
+from tracker import objects
 
 FILTER = "params.model = 'lgb' and metrics.IC > 0.05"
 ORDER = ["metrics.IC DESC"]
@@ -54,7 +55,7 @@ def main() -> None:
     hits = manager.search_run_infos(ids, FILTER, ORDER, max_results=100)
     assert len(hits) == 100
     ms = timed(lambda: manager.search_run_infos(ids, FILTER, ORDER, max_results=100))
-    ms_df = timed(lambda: manager.search_records(ids, FILTER, ORDER, max_results=100))
+    ms_df = timed(lambda: objects.search_records(manager, ids, FILTER, ORDER, max_results=100))
     ms_plain = timed(lambda: manager.search_run_infos(ids, max_results=100))
     print(f"store: {args.runs:,} runs x 10 params x 5 metrics")
     print(f"filter + order, first 100 (run infos)   : median {ms:.1f} ms")

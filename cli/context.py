@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import tracker
+from tracker import registry
 from tracker.entities import RunInfo, ViewType
 from tracker.errors import ConfigError, RunNotFound
-from tracker.manager import ExpManager
+from tracker.manager import ExpManager, ExpReader
 from tracker.uri import resolve
 
 
@@ -21,17 +22,16 @@ class Context:
 
     uri: str | None = None
     artifact_uri: str | None = None
-    _reader: ExpManager | None = field(default=None, repr=False)
+    _reader: ExpReader | None = field(default=None, repr=False)
     _manager: ExpManager | None = field(default=None, repr=False)
 
     @property
-    def reader(self) -> ExpManager:
+    def reader(self) -> ExpReader:
         if self._reader is None:
             loc = resolve(self.uri, self.artifact_uri, create=False)
-            if loc.uri.startswith("sqlite:"):
-                from tracker.backends.sql.reader import SQLiteReader
-
-                self._reader = SQLiteReader(loc.uri, artifact_uri=loc.artifact_uri)
+            reader = registry.get_reader_class(loc.uri)
+            if reader is not None:
+                self._reader = reader(loc.uri, artifact_uri=loc.artifact_uri)
             else:
                 self._reader = self.manager
         return self._reader
@@ -53,7 +53,7 @@ class Context:
         for m in {id(m): m for m in (self._reader, self._manager) if m is not None}.values():
             m.close()
 
-    def run(self, ref: str, manager: ExpManager | None = None) -> RunInfo:
+    def run(self, ref: str, manager: ExpReader | None = None) -> RunInfo:
         """A run named by its full id, a unique id prefix (as git does), or
         ``EXPERIMENT/RUN_NAME`` (the newest run of that name)."""
         store = manager or self.reader

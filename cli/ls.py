@@ -23,7 +23,7 @@ from tracker.cli.output import (
 from tracker.cli.show import duration_ms, iso, now_ms, run_record, status_label
 from tracker.entities import ExperimentInfo, ExperimentSummary, Run, RunData, ViewType
 from tracker.errors import ExperimentNotFound
-from tracker.manager import DEFAULT_STALE_AFTER, ExpManager
+from tracker.manager import ExpReader
 
 #: Attribute columns ``--columns`` knows; the first five are the default.
 ATTRIBUTES = ("id", "name", "status", "start", "duration", "run_id", "end", "heartbeat", "host",
@@ -192,7 +192,7 @@ def _named_keys(
 
 
 def _warn_unknown_keys(
-    reader: ExpManager,
+    reader: ExpReader,
     exp: ExperimentInfo,
     view: ViewType,
     runs: Sequence[Run],
@@ -219,7 +219,7 @@ def _warn_unknown_keys(
         )
 
 
-def _anywhere(reader: ExpManager, exp: ExperimentInfo, view: ViewType, kind: str, key: str) -> bool:
+def _anywhere(reader: ExpReader, exp: ExperimentInfo, view: ViewType, kind: str, key: str) -> bool:
     """Whether a run not shown has the key (the page shows only some runs)."""
     if "`" in key:
         return True  # the filter grammar cannot quote it: do not warn about what may exist
@@ -229,7 +229,7 @@ def _anywhere(reader: ExpManager, exp: ExperimentInfo, view: ViewType, kind: str
     return bool(found)
 
 
-def _experiment(reader: ExpManager, name: str) -> ExperimentInfo:
+def _experiment(reader: ExpReader, name: str) -> ExperimentInfo:
     """By name; a number that names no experiment is tried as an id."""
     found = reader.find_experiment(name)
     if found is not None:
@@ -361,7 +361,7 @@ def _when(ms: int | None, now: int) -> str:
     return time.strftime(pattern, t)
 
 
-def _list_experiments(reader: ExpManager, view: ViewType, fmt: str) -> None:
+def _list_experiments(reader: ExpReader, view: ViewType, fmt: str) -> None:
     summaries = reader.summarize_experiments(view)
     stale = _stale_counts(reader, view, any(s.statuses.get("RUNNING") for s in summaries))
     rows = []
@@ -405,22 +405,6 @@ def _experiment_record(s: ExperimentSummary, counts: dict[str, int]) -> dict[str
     }
 
 
-def _stale_counts(reader: ExpManager, view: ViewType, any_running: bool) -> dict[str, int]:
-    """Stale runs per experiment. Asked only when something is RUNNING: the generic path
-    filters every run; the stdlib SQLite reader answers with one indexed query instead."""
-    if not any_running:
-        return {}
-    from tracker.backends.sql.reader import SQLiteReader  # stdlib only: cheap to import
-
-    stages = view.stages()
-    if isinstance(reader, SQLiteReader):
-        cutoff = now_ms() - int(DEFAULT_STALE_AFTER * 1000)
-        rows = reader._rows(  # its driver errors become StoreError
-            "SELECT experiment_id, count(*) FROM runs WHERE status = 'RUNNING' "
-            "AND coalesce(heartbeat, start_time, 0) < ? "
-            f"AND lifecycle IN ({', '.join('?' for _ in stages)}) GROUP BY experiment_id",
-            (cutoff, *stages),
-        )
-        return {str(e): n for e, n in rows}
-    stale = reader.stale_runs()
-    return dict(Counter(r.experiment_id for r in stale if r.lifecycle.value in stages))
+def _stale_counts(reader: ExpReader, view: ViewType, any_running: bool) -> dict[str, int]:
+    """Stale runs per experiment, asked only when something is RUNNING."""
+    return reader.count_stale_runs(view) if any_running else {}

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 import tracker
+from tracker import registry
 from tracker.cli.context import Context
 from tracker.errors import InvalidQueryError
 from tracker.uri import mask
@@ -106,12 +107,8 @@ def db() -> None:
 @click.pass_obj
 def upgrade(obj: Context) -> None:
     """Migrate a store's schema to this version of tracker."""
-    from tracker.backends.sql.db import Database
-
     loc = tracker.uri.resolve(obj.uri, obj.artifact_uri, create=False)
-    database = Database(loc.uri, upgrade=True)
-    click.echo(f"{mask(loc.uri)}: schema v{database.schema_version()}")
-    database.dispose()
+    click.echo(registry.upgrade(loc.uri))
 
 
 # Commands live in modules named for them; each module adds its commands to ``cli``.

@@ -25,6 +25,7 @@ from tracker.entities import (
 from tracker.errors import ExperimentNotFound
 from tracker.liveness import process_alive
 from tracker.manager import DEFAULT_STALE_AFTER, ExpManager, now_ms
+from tracker.stale import stale_cutoff
 
 _JSON_HELP = "Print the result as JSON."
 
@@ -210,8 +211,7 @@ def _last_activity(info: RunInfo) -> int:
 
 def _is_live(info: RunInfo) -> bool:
     """RUNNING with a fresh heartbeat: a process may still be writing to the run."""
-    live_after = now_ms() - int(DEFAULT_STALE_AFTER * 1000)
-    return info.status is RunStatus.RUNNING and (info.heartbeat or 0) >= live_after
+    return info.status is RunStatus.RUNNING and (info.heartbeat or 0) >= stale_cutoff()
 
 
 def gc_candidates(

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from tracker import objects
 from tracker.cli.context import Context
 
 ONLINE_FILTER = "tags.online_status = 'online'"
@@ -90,7 +91,7 @@ def online_state(manager: Any, experiment: str, all_pools: bool = False) -> dict
     from tracker.errors import InvalidInputError
     from tracker.online.workflow.task.manage import pool_counts
 
-    exp = manager.get_exp(experiment_name=experiment, create=False)
+    exp = objects.get_exp(manager, experiment_name=experiment, create=False)
     online = exp.list_recorders(rtype="list", filter_string=ONLINE_FILTER)
     failed = exp.list_recorders(rtype="list", filter_string="status = 'FAILED'")
     stale = [r for r in manager.stale_runs() if str(r.experiment_id) == str(exp.id)]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,23 +21,16 @@ from tracker.cli.output import (
 )
 from tracker.cli.spark import sparkline
 from tracker.entities import ArtifactEntry, Metric, RunData, RunInfo, RunStatus
-from tracker.manager import DEFAULT_STALE_AFTER, ExpManager
+from tracker.manager import ExpReader
+from tracker.stale import now_ms, run_is_stale, stale_cutoff
 
 CODE_FILES = ("code_diff.txt", "code_cached.txt", "code_status.txt")
 COMMIT_TAG, DIRTY_TAG = "tracker.git_commit", "tracker.git_dirty"
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def is_stale(info: RunInfo, now: int) -> bool:
-    """As ``ExpManager.stale_runs`` judges it: RUNNING with a heartbeat (else, for runs written
-    by other tools, a start time) older than ``DEFAULT_STALE_AFTER``."""
-    if info.status is not RunStatus.RUNNING:
-        return False
-    last = info.heartbeat if info.heartbeat is not None else (info.start_time or 0)
-    return last < now - int(DEFAULT_STALE_AFTER * 1000)
+    """:func:`tracker.stale.is_stale` at ``now``."""
+    return run_is_stale(info, stale_cutoff(now=now))
 
 
 def status_label(info: RunInfo, now: int) -> str:
@@ -99,7 +91,7 @@ def run_record(info: RunInfo, data: RunData, experiment: str | None, now: int) -
     }
 
 
-def experiment_name(reader: ExpManager, experiment_id: str) -> str:
+def experiment_name(reader: ExpReader, experiment_id: str) -> str:
     return reader.get_experiment(experiment_id).name
 
 
@@ -235,7 +227,7 @@ def _show_table(
         )
 
 
-def _show_metric(reader: ExpManager, info: RunInfo, data: RunData, key: str, fmt: str) -> None:
+def _show_metric(reader: ExpReader, info: RunInfo, data: RunData, key: str, fmt: str) -> None:
     if key not in data.metrics:
         have = ", ".join(sorted(data.metrics)) or "none"
         raise click.ClickException(

@@ -16,6 +16,7 @@ from tracker import store as store_mod
 from tracker import writer
 
 pytest_plugins = ["tests.s3server"]
+pytest.register_assert_rewrite("tracker.testing")  # the packaged contract suite's asserts
 
 POSTGRES_ENV = "TRACKER_TEST_POSTGRES_URI"
 
@@ -89,15 +90,21 @@ BACKENDS = [
 @pytest.fixture(params=BACKENDS)
 def manager(request, tmp_path) -> Iterator[tracker.ExpManager]:
     """The same contract, every metadata backend and artifact filesystem."""
+    yield from open_manager(request, tmp_path)
+
+
+def open_manager(request, tmp_path) -> Iterator[tracker.ExpManager]:
+    """An empty store of the backend ``request.param`` names: (metadata, artifacts)."""
     meta, art = request.param
     if meta == "mlflow":
         yield from _mlflow_manager(request, tmp_path)
         return
-    uri = (
-        request.getfixturevalue("pg_uri")
-        if meta == "postgres"
-        else f"sqlite:///{tmp_path / 'm.db'}"
-    )
+    if meta == "memory":
+        uri = f"memory://m{uuid.uuid4().hex[:12]}"
+    elif meta == "postgres":
+        uri = request.getfixturevalue("pg_uri")
+    else:
+        uri = f"sqlite:///{tmp_path / 'm.db'}"
     root = _artifact_root(art, tmp_path, request)
     options = request.getfixturevalue("s3_server").storage_options if art == "s3" else None
     m = tracker.connect(uri, root, storage_options=options)

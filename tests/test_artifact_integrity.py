@@ -28,6 +28,7 @@ from click.testing import CliRunner
 
 import tracker
 from tests.s3server import REGION, S3Server
+from tracker import objects
 from tracker.artifacts import TEMP_PREFIX, TIMEOUT_ENV, ArtifactStore, _temp_name, dumps
 from tracker.cli.main import cli
 from tracker.errors import ArtifactChecksumError, ArtifactTimeout, ConfigError, LoadObjectError
@@ -74,7 +75,7 @@ def manager(request: pytest.FixtureRequest, tmp_path: Path) -> tracker.ExpManage
 
 
 def start(manager: tracker.ExpManager) -> tracker.Recorder:
-    return manager.get_exp(experiment_name="A").start(recorder_name="r")
+    return objects.get_exp(manager, experiment_name="A").start(recorder_name="r")
 
 
 def overwrite(manager: tracker.ExpManager, rec: tracker.Recorder, path: str, data: bytes) -> None:
@@ -193,9 +194,10 @@ def test_a_read_racing_an_overwrite_is_read_again(tmp_path: Path) -> None:
 SAVE_CHILD = """
 import os, sys, threading, time
 import tracker
+from tracker import objects
 
 store, fifo = sys.argv[1:3]
-rec = tracker.connect(store).get_exp(experiment_name="A").start(recorder_name="big")
+rec = objects.get_exp(tracker.connect(store), experiment_name="A").start(recorder_name="big")
 
 def feed():
     with open(fifo, "wb") as f:
@@ -282,10 +284,11 @@ def test_gc_removes_temp_files_of_killed_saves(tmp_path: Path) -> None:
 OVERWRITE_CHILD = """
 import json, sys, time
 import tracker
+from tracker import objects
 
 store, root, options, run_id, mode = sys.argv[1:6]
 manager = tracker.connect(store, root, storage_options=json.loads(options))
-rec = manager.get_exp(experiment_name="A").get_recorder(recorder_id=run_id)
+rec = objects.get_exp(manager, experiment_name="A").get_recorder(recorder_id=run_id)
 record = manager.record_artifacts
 
 def stalling_record(run_id, entries):

@@ -22,6 +22,7 @@ from tracker import (
     Metric,
     RunStatus,
     ViewType,
+    objects,
 )
 from tracker.search import parse_filter
 
@@ -37,7 +38,7 @@ def mgr(request, tmp_path):
 
 
 def started(mgr, exp_name="exp", name="rec"):
-    return mgr.get_exp(experiment_name=exp_name).start(recorder_name=name)
+    return objects.get_exp(mgr, experiment_name=exp_name).start(recorder_name=name)
 
 
 def raw_run(mgr, run_id):
@@ -201,7 +202,7 @@ def test_pushdown_keeps_only_what_mlflow_evaluates_like_us(text, mlflow):
 
 
 def test_filters_mlflow_cannot_evaluate_run_client_side(mgr):
-    exp = mgr.get_exp(experiment_name="s")
+    exp = objects.get_exp(mgr, experiment_name="s")
     recs = []
     for i in range(5):
         time.sleep(0.002)
@@ -238,7 +239,7 @@ def test_killed_status_end_time_and_resume(mgr):
     with pytest.raises(InvalidTransition, match="KILLED to SCHEDULED"):
         mgr.update_run(rec.id, status=RunStatus.SCHEDULED)
     time.sleep(0.002)
-    resumed = mgr.get_exp(experiment_name="exp").start(recorder_id=rec.id, resume=True)
+    resumed = objects.get_exp(mgr, experiment_name="exp").start(recorder_id=rec.id, resume=True)
     info = resumed.run_info
     assert info.status is RunStatus.RUNNING and info.end_time is None  # MLflow keeps its own
     assert info.start_time > raw.start_time and info.pid and info.host
@@ -304,7 +305,7 @@ def test_runs_written_by_mlflow_itself_are_read(mgr, tmp_path):
     assert data.metrics == {"loss": 0.5} and data.tags == {"mlflow.source.name": "x.py"}
     [entry] = mgr.list_artifact_entries(run.info.run_id)
     assert (entry.path, entry.size, entry.checksum) == ("model/model.txt", 1, "")
-    rec = mgr.get_exp(experiment_name="native-mlflow").get_recorder(recorder_name="theirs")
+    rec = objects.get_exp(mgr, experiment_name="native-mlflow").get_recorder(recorder_name="theirs")
     assert rec.load_object("model/model.txt") == "m"
 
 
@@ -345,7 +346,7 @@ def test_file_store(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     m = tracker.connect(f"mlflow+file:{tmp_path / 'mlruns'}")
-    rec = m.get_exp(experiment_name="f").start(recorder_name="r")
+    rec = objects.get_exp(m, experiment_name="f").start(recorder_name="r")
     rec.log_params(a=1)
     rec.log_metrics(step=0, b=math.inf)
     rec.save_objects(**{"x.pkl": [1]})

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 import tracker
 from tests.online.tasks import SIGNAL_RECORD, synthetic_task
+from tracker import objects
 from tracker.cli.main import cli
 
 SEGMENTS = {"train": ["2020-01-01", "2020-06-30"], "test": ["2020-07-01", None]}
@@ -140,7 +141,7 @@ def test_unknown_top_level_key_warns(tmp_path):
 def _damaged_store(tmp_path: Path) -> Path:
     """A store whose ``runs`` table page is overwritten, as a bad disk sector would."""
     manager = tracker.connect(tmp_path / "s")
-    exp = manager.get_exp(experiment_name="e")
+    exp = objects.get_exp(manager, experiment_name="e")
     rec = exp.start(recorder_name="r")
     rec.log_metrics(IC=0.1)
     exp.end()
@@ -258,6 +259,8 @@ def test_batch_keeps_the_password_off_command_lines(pg_uri, tmp_path):
     result = invoke("--uri", uri, "--artifact-uri", art, "batch", config, "-o", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
-    (run,) = tracker.connect(uri, art).get_exp(experiment_name="ridge").list_recorders("list")
+    (run,) = objects.get_exp(tracker.connect(uri, art), experiment_name="ridge").list_recorders(
+        "list"
+    )
     command_line = run.list_params()["cmd-sys.argv"]  # what `ps` showed while it ran
     assert "ridge.yaml" in command_line and PASSWORD not in command_line

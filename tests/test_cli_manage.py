@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 
 import tracker
 import tracker.migrate.write
+from tracker import objects
 from tracker.cli.main import cli
 from tracker.entities import Lifecycle, Metric, RunStatus, ViewType
 from tracker.manager import now_ms
@@ -64,7 +65,7 @@ def failed(result: Result, code: int, *needles: str) -> Result:
 @pytest.fixture
 def store(tmp_path) -> Store:
     m = tracker.connect(tmp_path / "s")
-    exp = m.get_exp(experiment_name="A")
+    exp = objects.get_exp(m, experiment_name="A")
     rec = exp.start(recorder_name="r1")
     rec.log_params(lr=0.1, model="lgbm")
     for step, value in enumerate([1.0, NAN, INF, -INF, 0.5]):
@@ -76,7 +77,7 @@ def store(tmp_path) -> Store:
     r2 = exp.start(recorder_name="r2")
     r2.log_metrics(step=0, loss=3.0)
     r2.end_run("FAILED")
-    b1 = m.get_exp(experiment_name="B").start(recorder_name="b1")
+    b1 = objects.get_exp(m, experiment_name="B").start(recorder_name="b1")
     b1.save_objects(**{"model.pkl": list(range(100))})
     b1.end_run()
     return Store(tmp_path / "s", rec.id, r2.id, b1.id)
@@ -302,7 +303,7 @@ def test_verify_repair(store):
         data = (r1 / path).read_bytes()
         assert (entry.size, entry.checksum) == (len(data), sha(data))
     assert m.list_artifact_entries(store.b1) == []
-    rec = m.get_exp(experiment_name="A").get_recorder(recorder_id=store.r1)
+    rec = objects.get_exp(m, experiment_name="A").get_recorder(recorder_id=store.r1)
     assert rec.load_object("sub/x.json") == {"k": "w"}
 
 

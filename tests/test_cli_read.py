@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tracker
-from tracker import RunStatus
+from tracker import RunStatus, objects
 from tracker.cli.diff import change
 from tracker.cli.main import cli
 from tracker.cli.spark import NAN_MARK, POS_INF_MARK, TICKS, downsample, sparkline
@@ -57,8 +57,8 @@ def _record(exp, name: str, params: dict, metrics: list[dict], tags=None, object
 @pytest.fixture
 def store(tmp_path) -> Store:
     manager = tracker.connect(tmp_path / "s")
-    alpha = manager.get_exp(experiment_name="alpha")
-    beta = manager.get_exp(experiment_name="beta")
+    alpha = objects.get_exp(manager, experiment_name="alpha")
+    beta = objects.get_exp(manager, experiment_name="beta")
     runs = {
         "lgb": _record(
             alpha, "lgb", {"model": "lgb", "lr": 0.1, "universe": 50},
@@ -146,7 +146,7 @@ def test_ls_runs_table_picks_useful_columns(store):
 
 def test_ls_runs_fit_80_columns_with_many_keys(tmp_path):
     manager = tracker.connect(tmp_path / "wide")
-    exp = manager.get_exp(experiment_name="wide")
+    exp = objects.get_exp(manager, experiment_name="wide")
     for i in range(3):
         _record(
             exp,

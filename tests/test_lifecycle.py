@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, event, make_url
 
 import tracker
-from tracker import InvalidStateError, Metric, Recorder, RunStatus, writer
+from tracker import InvalidStateError, Metric, Recorder, RunStatus, objects, writer
 from tracker.backends.sql import db as dbmod
 from tracker.backends.sql.store import SQLExpManager
 from tracker.cli.main import cli
@@ -33,7 +33,7 @@ TRACKER = [sys.executable, "-c", "from tracker.cli.main import main; main()"]  #
 
 
 def started(manager: tracker.ExpManager, name: str = "r") -> Recorder:
-    exp = manager.get_exp(experiment_name="e")
+    exp = objects.get_exp(manager, experiment_name="e")
     return Recorder(manager, exp.id, name).start_run()
 
 
@@ -126,7 +126,7 @@ def assert_every_acknowledged_step(db_path: Path, run_id: str, acked: int, keys:
 
 def test_reap_skips_live_processes_on_this_host(tmp_path):
     manager = tracker.connect(tmp_path / "s")
-    exp = manager.get_exp(experiment_name="e").id
+    exp = objects.get_exp(manager, experiment_name="e").id
     host = socket.gethostname()
     sleeper = subprocess.Popen(["sleep", "30"])
     try:

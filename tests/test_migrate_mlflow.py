@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tracker
+from tracker import objects
 from tracker.cli.main import cli
 from tracker.entities import Lifecycle, RunStatus, ViewType
 
@@ -393,7 +394,7 @@ def test_readers_do_not_import_mlflow(sources):
 
 def native_store(path: Path) -> tracker.ExpManager:
     m = tracker.connect(path)
-    exp = m.get_exp(experiment_name="A")
+    exp = objects.get_exp(m, experiment_name="A")
     rec = exp.start(recorder_name="r1")
     rec.log_params(lr=0.1, model="lgbm", **{"nested/key": "v"})
     for step, value in enumerate([1.0, NAN, INF, -INF, 0.5]):
@@ -404,7 +405,7 @@ def native_store(path: Path) -> tracker.ExpManager:
     r2 = exp.start(recorder_name="r2")
     r2.log_metrics(step=0, loss=3.0)
     r2.end_run("KILLED")
-    r3 = m.get_exp(experiment_name="B").start(recorder_name="r3")
+    r3 = objects.get_exp(m, experiment_name="B").start(recorder_name="r3")
     r3.end_run("FAILED")
     return m
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import RunStatus
+from tracker import RunStatus, objects
 
 pytestmark = pytest.mark.slow
 
@@ -172,7 +172,7 @@ def run_writers(uri: str, n: int, runs: int, steps: int, artifacts: str | None =
 
 
 def check_all_written(manager: tracker.ExpManager, n: int, runs: int, steps: int) -> None:
-    exp = manager.get_exp(experiment_name="race", create=False)
+    exp = objects.get_exp(manager, experiment_name="race", create=False)
     infos = manager.search_run_infos([exp.id])
     assert len(infos) == n * runs
     assert {i.status for i in infos} == {RunStatus.FINISHED}

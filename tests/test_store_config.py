@@ -60,7 +60,11 @@ def test_no_store_found_says_where_it_looked(tmp_path):
 @pytest.mark.parametrize(
     ("uri", "error", "match"),
     [
-        ("ftp://x/y", UnsupportedURIError, "registered: mlflow, postgres, postgresql, sqlite"),
+        (
+            "ftp://x/y",
+            UnsupportedURIError,
+            "registered: memory, mlflow, postgres, postgresql, sqlite",
+        ),
         ("sqlite://", ConfigError, "in-memory"),
         ("postgresql+psycopg://h/db", ConfigError, "artifact_uri"),
         ("file://otherhost/x", ConfigError, "remote host"),

@@ -40,7 +40,7 @@ from tracker.errors import (
 )
 from tracker.experiment import Experiment
 from tracker.facade import QlibRecorder, R
-from tracker.manager import ExpManager
+from tracker.manager import ExpManager, ExpReader, RunUpdate
 from tracker.recorder import Recorder
 from tracker.registry import register_backend
 from tracker.store import connect
@@ -70,6 +70,7 @@ __all__ = [
     "BackendUnavailable",
     "ConfigError",
     "ExpManager",
+    "ExpReader",
     "Experiment",
     "ExperimentInfo",
     "ExperimentNotFound",
@@ -90,6 +91,7 @@ __all__ = [
     "RunInfo",
     "RunNotFound",
     "RunStatus",
+    "RunUpdate",
     "SchemaVersionError",
     "StoreError",
     "StoreUnavailable",

@@ -170,7 +170,9 @@ class Experiment:
         return {r.run_info.run_id: r for r in recorders}
 
     def search_records(self, **kwargs: Any) -> pd.DataFrame:
-        return self.manager.search_records([self.id], **kwargs)
+        from tracker.records import search_records
+
+        return search_records(self.manager, [self.id], **kwargs)
 
     def delete_recorder(
         self, recorder_id: str | None = None, recorder_name: str | None = None

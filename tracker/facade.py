@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tracker import writer
+from tracker import objects, writer
 from tracker.entities import RunStatus
 from tracker.errors import InvalidInputError, InvalidStateError
 from tracker.experiment import Experiment
@@ -145,7 +145,7 @@ class QlibRecorder:
             )
         manager = connect(uri, default_exp_name=self.exp_manager.default_exp_name) if uri else None
         manager = manager or self.exp_manager
-        exp = manager.get_exp(experiment_id=experiment_id, experiment_name=experiment_name)
+        exp = objects.get_exp(manager, experiment_id=experiment_id, experiment_name=experiment_name)
         exp.start(recorder_id=recorder_id, recorder_name=recorder_name, resume=resume)
         self._active_manager = manager
         self.active_experiment = exp
@@ -176,8 +176,11 @@ class QlibRecorder:
             return active
         if active is not None and (experiment_id == active.id or experiment_name == active.name):
             return active
-        exp = self.exp_manager.get_exp(
-            experiment_id=experiment_id, experiment_name=experiment_name, create=create
+        exp = objects.get_exp(
+            self.exp_manager,
+            experiment_id=experiment_id,
+            experiment_name=experiment_name,
+            create=create,
         )
         if start and active is None:
             exp.start()
@@ -188,16 +191,16 @@ class QlibRecorder:
     def delete_exp(
         self, experiment_id: str | None = None, experiment_name: str | None = None
     ) -> None:
-        self.exp_manager.delete_exp(experiment_id, experiment_name)
+        objects.delete_exp(self.exp_manager, experiment_id, experiment_name)
 
     def list_experiments(self) -> dict[str, Experiment]:
-        return self.exp_manager.list_experiments()
+        return objects.list_experiments(self.exp_manager)
 
     def search_records(
         self, experiment_ids: Sequence[str] | str | None = None, **kwargs: Any
     ) -> pd.DataFrame:
         """Runs as a DataFrame (``metrics.*``, ``params.*``, ``tags.*`` columns)."""
-        return self.exp_manager.search_records(experiment_ids, **kwargs)
+        return objects.search_records(self.exp_manager, experiment_ids, **kwargs)
 
     # ------------------------------------------------------------------------------ recorders
 

@@ -59,6 +59,7 @@ from tracker.experiment import UNLIMITED
 from tracker.experiment import Experiment as StoreExperiment
 from tracker.manager import ExpManager as Store
 from tracker.manifest import read_checked
+from tracker.objects import search_records
 from tracker.recorder import DEFAULT_RECORDER_NAME
 from tracker.recorder import Recorder as StoreRecorder
 from tracker.validation import check_name
@@ -90,7 +91,8 @@ def _search_records(store: Store, experiment_ids: Any, kwargs: Mapping[str, Any]
     if unknown:
         raise TypeError(f"search_records got unexpected keyword(s) {sorted(unknown)}")
     max_results = kwargs.get("max_results")
-    return store.search_records(
+    return search_records(
+        store,
         experiment_ids,
         experiment_names=kwargs.get("experiment_names"),
         filter_string=kwargs.get("filter_string") or "",

@@ -45,7 +45,7 @@ What each type accepts:
   (``created``), ``end_time`` and ``heartbeat`` are numbers (epoch milliseconds) and may be NULL.
 - ``status`` ignores case (``status = 'finished'``), and ``'stale'`` names a RUNNING run whose
   heartbeat (or, for runs written by other tools, start time) is older than
-  ``tracker.manager.DEFAULT_STALE_AFTER``, as ``tracker ls`` shows it: a stale run is both
+  ``tracker.stale.DEFAULT_STALE_AFTER``, as ``tracker ls`` shows it: a stale run is both
   ``'running'`` and ``'stale'``, so ``status = 'running'`` includes it and
   ``status != 'stale'`` excludes it.
 
@@ -74,6 +74,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tracker.errors import InvalidQueryError
+from tracker.stale import is_stale, stale_cutoff
 from tracker.validation import as_number
 
 if TYPE_CHECKING:
@@ -627,20 +628,6 @@ def _value_test(op: str, value: Any, escape: str = "") -> Callable[[Any], bool]:
     fold = ascii_fold if "ILIKE" in op else str
     regex, wanted = _like_regex(value, escape, fold), not op.startswith("NOT")
     return lambda v: (regex.fullmatch(fold(v)) is not None) == wanted
-
-
-def stale_cutoff() -> int:
-    """Epoch ms before which a RUNNING run's last heartbeat makes it stale, now."""
-    from tracker.manager import DEFAULT_STALE_AFTER, now_ms
-
-    return now_ms() - int(DEFAULT_STALE_AFTER * 1000)
-
-
-def is_stale(status: str, heartbeat: int | None, start_time: int | None, cutoff: int) -> bool:
-    """The staleness rule of ``tracker ls`` and ``tracker reap``: RUNNING, and its heartbeat
-    (for runs written by other tools, which have none, its start time) before ``cutoff``."""
-    last = heartbeat if heartbeat is not None else (start_time or 0)
-    return status == "RUNNING" and last < cutoff
 
 
 _POSITIVE = {"!=": "=", "NOT IN": "IN", "LIKE": "ILIKE", "NOT LIKE": "ILIKE", "NOT ILIKE": "ILIKE"}

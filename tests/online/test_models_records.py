@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import tracker
+from tracker import objects
 from tracker.errors import InvalidStateError, LoadObjectError
 from tracker.online.backtest import REPORT_COLUMNS, backtest_topk_dropout, forward_returns
 from tracker.online.evaluate import (
@@ -420,7 +421,7 @@ def test_forward_returns_is_the_label_alignment():
 @pytest.fixture
 def rec(tmp_path):
     manager = tracker.connect(tmp_path / "s")
-    exp = manager.get_exp(experiment_name="e")
+    exp = objects.get_exp(manager, experiment_name="e")
     recorder = exp.start(recorder_name="r")
     yield recorder
     if recorder.status == "RUNNING":
@@ -543,7 +544,7 @@ def test_rerun_overwrites_resumes_and_skip_existing(rec, panel, ridge):
     assert not rec.load_object("sig_analysis/ic.pkl").equals(first_ic)
     # A resumed recorder (Qlib's end_task_train) accepts the records again.
     rec.end_run()
-    exp = rec.manager.get_exp(experiment_name="e")
+    exp = objects.get_exp(rec.manager, experiment_name="e")
     resumed = exp.start(recorder_id=rec.id, resume=True)
     PortAnaRecord(resumed, **PORT_ARGS).generate()
     resumed.end_run()

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import tracker
 from tests.online.tasks import synthetic_task
+from tracker import objects
 from tracker.cli.main import cli
 from tracker.online.model.base import RidgeModel
 from tracker.online.workflow.online.utils import ONLINE_KEY, ONLINE_TAG
@@ -61,11 +62,11 @@ def planted(tmp_path) -> tuple[str, dict[str, str], Path]:
         "class_task": {"task": with_class, "pred.pkl": pred("2020-02-10")},
     }
     manager = tracker.connect(tmp_path / "s")
-    exp = manager.get_exp(experiment_name="op")
+    exp = objects.get_exp(manager, experiment_name="op")
     ids = {}
-    for name, objects in runs.items():
+    for name, files in runs.items():
         rec = exp.start(recorder_name=name)
-        rec.save_objects(**objects)
+        rec.save_objects(**files)
         rec.set_tags(**{ONLINE_KEY: ONLINE_TAG})
         exp.end()
         ids[name] = rec.id
@@ -136,7 +137,9 @@ def test_plain_load_object_is_pickle_as_in_qlib(planted):
     artifact does run when loaded with plain pickle (what load_object is, as in Qlib)."""
     uri, ids, marker = planted
     manager = tracker.connect(uri)
-    manager.get_exp(experiment_name="op").get_recorder(ids["evil_pred"]).load_object("pred.pkl")
+    objects.get_exp(manager, experiment_name="op").get_recorder(ids["evil_pred"]).load_object(
+        "pred.pkl"
+    )
     manager.close()
     assert marker.exists()
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import tracker
 from tests.online.tasks import SIGNAL_RECORD, synthetic_task
-from tracker import R
+from tracker import R, objects
 from tracker.cli.main import cli
 from tracker.online.model.train import (
     begin_task_train,
@@ -126,7 +126,9 @@ def test_tracker_run_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert "FINISHED" in result.stdout and "IC" in result.stdout
     manager = tracker.connect(tmp_path / "s")
-    rec = manager.get_exp(experiment_name="cli", create=False).list_recorders(rtype="list")[0]
+    rec = objects.get_exp(manager, experiment_name="cli", create=False).list_recorders(
+        rtype="list"
+    )[0]
     assert rec.load_object("config")["task"]["model"]["class"] == "RidgeModel"
 
 
@@ -192,7 +194,9 @@ def test_tracker_batch_parallel_table(tmp_path):
     assert cells[1] == "synthetic" and all("±" in c for c in cells[2:])
     assert (tmp_path / "out" / "table.csv").read_text().startswith("Model Name,Dataset,IC")
     manager = tracker.connect(tmp_path / "s")
-    assert len(manager.get_exp(experiment_name="ridge", create=False).list_recorders()) == 2
+    assert (
+        len(objects.get_exp(manager, experiment_name="ridge", create=False).list_recorders()) == 2
+    )
     assert "4 of 6 runs finished" in result.stderr  # the failures did not stop the others
     assert "FAILED broken seed 0" in result.stderr and "FAILED broken seed 1" in result.stderr
     assert "bogus_argument" in result.stderr and "Error: 2 of 6 runs failed" in result.stderr
@@ -208,7 +212,7 @@ def test_tracker_batch_averages_only_its_own_runs(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["--uri", store, "batch", str(config), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    exp = tracker.connect(store).get_exp(experiment_name="ridge", create=False)
+    exp = objects.get_exp(tracker.connect(store), experiment_name="ridge", create=False)
     runs = exp.list_recorders(rtype="list")
     (old,) = [r for r in runs if "model.kwargs.alpha" in r.list_params()]
     (own,) = [r for r in runs if r != old]
@@ -251,4 +255,4 @@ def test_tracker_batch_isolated_venv(tmp_path):
     # The run could only import tracker inside the venv through the parent-environment link.
     assert list((out / ".envs" / "ridge").rglob("_tracker_parent.pth"))
     manager = tracker.connect(tmp_path / "s")
-    assert manager.get_exp(experiment_name="ridge", create=False).list_recorders()
+    assert objects.get_exp(manager, experiment_name="ridge", create=False).list_recorders()

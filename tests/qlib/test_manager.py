@@ -23,6 +23,7 @@ from qlib.workflow.record_temp import SigAnaRecord
 from qlib.workflow.recorder import Recorder as QlibRecorder
 
 import tracker
+from tracker import objects
 from tracker.entities import RunStatus
 from tracker.errors import InvalidStateError
 from tracker.qlib import TrackerExperiment, TrackerRecorder
@@ -171,7 +172,7 @@ def test_save_objects_pickles_whatever_the_name(qlib_store):
 
 def test_load_object_reads_what_trackers_own_r_wrote(qlib_store):
     frame = pd.DataFrame({"a": [1.0, 2.0]}, index=pd.Index(["x", "y"], name="k"))
-    native = store(qlib_store).get_exp(experiment_name="exp").start()
+    native = objects.get_exp(store(qlib_store), experiment_name="exp").start()
     native.save_objects(**{"frame.parquet": frame, "meta.json": {"n": 1}})
     native.end_run()
     recorder = R.get_recorder(recorder_id=native.id, experiment_name="exp")

@@ -74,8 +74,8 @@ from tracker.errors import (
     StoreUnavailable,
     TrackerError,
 )
-from tracker.manager import ExpManager, check_transition, now_ms
-from tracker.search import COMPARE_OPS, STALE, And, Comparison, Expr, ascii_upper
+from tracker.manager import ExpManager, RunUpdate, now_ms
+from tracker.search import COMPARE_OPS, STALE, And, Comparison, Expr, OrderKey, ascii_upper
 from tracker.uri import mask
 from tracker.validation import check_point
 
@@ -88,7 +88,6 @@ T_HEARTBEAT, T_PID, T_HOST = "tracker.heartbeat", "tracker.pid", "tracker.host"
 T_START, T_END, T_DELETED = "tracker.start_time", "tracker.end_time", "tracker.deleted"
 EXP_NAME_TAG = "tracker.name"
 HIDDEN_TAGS = frozenset({T_HEARTBEAT, T_PID, T_HOST, T_START, T_END, T_DELETED, "mlflow.runName"})
-_FIELDS = {"start_time", "end_time", "heartbeat", "pid", "host", "name"}
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _PUSH_KEY = re.compile(r"[\w.\- /]+")  # keys safe to quote in MLflow's filter grammar
 _MAX = sys.float_info.max
@@ -318,23 +317,11 @@ class MLflowExpManager(ExpManager):
     def get_run_info(self, run_id: str) -> RunInfo:
         return _run_info(self._mlflow_run(run_id))
 
-    def update_run(
-        self,
-        run_id: str,
-        *,
-        status: RunStatus | None = None,
-        expect: Iterable[RunStatus] | None = None,
-        lifecycle: Lifecycle | None = None,
-        **fields: Any,
-    ) -> RunInfo:
-        unknown = set(fields) - _FIELDS
-        if unknown:
-            raise InvalidInputError(f"update_run cannot set {sorted(unknown)}")
+    def _update_run(self, run_id: str, update: RunUpdate, wait: float | None = None) -> RunInfo:
         run = self._mlflow_run(run_id)
-        if status is not None:
-            check_transition(run_id, RunStatus(run.info.status), RunStatus(status), expect)
+        update.check(run_id, RunStatus(run.info.status))
+        status, target, fields = update.status, update.lifecycle, update.fields()
         deleted = run.info.lifecycle_stage == "deleted"
-        target = None if lifecycle is None else Lifecycle(lifecycle)
         if deleted and target is None and status is None and set(fields) <= {"heartbeat"}:
             # The writer's beat alone is not worth restoring a deleted run for (others would
             # see it active for a moment): the beat is dropped.
@@ -348,7 +335,7 @@ class MLflowExpManager(ExpManager):
                 self._delete_tags(run, [T_DELETED])
                 active = True
             if changes:
-                self._apply(run, None if status is None else RunStatus(status), fields)
+                self._apply(run, status, fields)
             if active and (target is Lifecycle.DELETED or (target is None and deleted)):
                 # Marked, so that restoring its experiment (which restores every run in
                 # MLflow) can delete it again.
@@ -386,29 +373,32 @@ class MLflowExpManager(ExpManager):
                 out[run_id] = self._run_data(run)
         return out
 
-    def search_run_infos(
-        self,
-        experiment_ids: Sequence[str] | None = None,
-        filter_string: str = "",
-        order_by: Sequence[str] | str | None = None,
-        max_results: int | None = None,
-        view: ViewType = ViewType.ACTIVE_ONLY,
+    def _list_run_infos(
+        self, experiment_ids: Sequence[str] | None, view: ViewType
     ) -> list[RunInfo]:
-        return [
-            r.info for r in self._search(experiment_ids, filter_string, order_by, max_results, view)
-        ]
+        return self._search_run_infos(experiment_ids, None, [], None, view)
 
-    def search_runs(  # type: ignore[override]
+    def _search_run_infos(
         self,
-        experiment_ids: Sequence[str] | None = None,
-        filter_string: str = "",
-        order_by: Sequence[str] | str | None = None,
-        max_results: int | None = None,
-        view: ViewType = ViewType.ACTIVE_ONLY,
+        experiment_ids: Sequence[str] | None,
+        expr: Expr | None,
+        order: Sequence[OrderKey],
+        max_results: int | None,
+        view: ViewType,
+    ) -> list[RunInfo]:
+        return [r.info for r in self._search(experiment_ids, expr, order, max_results, view)]
+
+    def _search_runs(
+        self,
+        experiment_ids: Sequence[str] | None,
+        expr: Expr | None,
+        order: Sequence[OrderKey],
+        max_results: int | None,
+        view: ViewType,
     ) -> list[Run]:
         """One MLflow search gives infos and data; runs live in this process are re-read
         after writing what they have queued, as ``get_runs_data`` would."""
-        runs = self._search(experiment_ids, filter_string, order_by, max_results, view)
+        runs = self._search(experiment_ids, expr, order, max_results, view)
         live = writer._writer.buffers  # the runs this process queues points for
         for i, run in enumerate(runs):
             run_id = run.info.run_id
@@ -420,17 +410,15 @@ class MLflowExpManager(ExpManager):
     def _search(
         self,
         experiment_ids: Sequence[str] | None,
-        filter_string: str,
-        order_by: Sequence[str] | str | None,
+        expr: Expr | None,
+        order: Sequence[OrderKey],
         max_results: int | None,
         view: ViewType,
     ) -> list[Run]:
         """MLflow evaluates the part of the filter it can (an AND of simple comparisons);
         the whole filter and the order are always applied here, by :mod:`tracker.search`."""
-        from tracker.search import parse_filter, parse_order_by, search_in_python
+        from tracker.search import search_in_python
 
-        expr = parse_filter(filter_string or "")
-        order = parse_order_by(order_by)
         if experiment_ids is None:
             ids = [e.experiment_id for e in self._mlflow_experiments(ViewType.ALL)]
         else:
@@ -439,7 +427,7 @@ class MLflowExpManager(ExpManager):
             return []
         runs = [
             Run(_run_info(r), self._run_data(r))
-            for r in self._mlflow_runs(ids, pushdown(expr), ViewType(view))
+            for r in self._mlflow_runs(ids, pushdown(expr), view)
         ]
         return search_in_python(runs, expr, order, max_results)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from tracker import Experiment, R, Recorder
+from tracker import Experiment, R, Recorder, objects
 from tracker.errors import InvalidInputError, LoadObjectError
 from tracker.online.workflow.online.update import PredUpdater
 
@@ -251,7 +251,7 @@ class OnlineToolR(OnlineTool):
             return R.get_exp(experiment_name=name, create=False)
         if hint:
             rec = hint[0]
-            return rec.manager.get_exp(experiment_id=rec.experiment_id, create=False)
+            return objects.get_exp(rec.manager, experiment_id=rec.experiment_id, create=False)
         raise InvalidInputError(
             "OnlineToolR: no experiment given; pass exp_name= or build "
             "OnlineToolR(default_exp_name=...)"

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import tracker
-from tracker import Experiment, R, Recorder
+from tracker import Experiment, R, Recorder, objects
 from tracker.errors import InvalidInputError, LoadObjectError
 
 __all__ = ["ART_KEY_RAW", "Collector", "MergeCollector", "RecorderCollector"]
@@ -112,7 +112,7 @@ class _ExpRef:
 
     def resolve(self) -> Experiment:
         manager = tracker.connect(self.uri, self.artifact_uri)
-        return manager.get_exp(experiment_name=self.name, create=False)
+        return objects.get_exp(manager, experiment_name=self.name, create=False)
 
 
 def _recorder_id(rec: Recorder) -> str | None:

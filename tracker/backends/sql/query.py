@@ -8,7 +8,7 @@ on SQLite and PostgreSQL:
   ``!=``; on PostgreSQL each is kept a subplan (``IS TRUE``): as semi-joins, the planner
   searched their join orders (8 of them took 0.15 s to plan, 200 took 30 s);
 - NaN metrics are stored as NULL, which only ``!=`` and ``NOT IN`` match (``OR value IS NULL``);
-- ``status`` compares without case, and ``'stale'`` is the rule of :func:`tracker.search.is_stale`
+- ``status`` compares without case, and ``'stale'`` is the rule of :func:`tracker.stale.is_stale`
   (see :func:`tracker.search.status_comparison`);
 - numeric param comparisons use ``params.value_num`` (see :func:`tracker.search.param_number`);
 - LIKE is case-sensitive everywhere: SQLite's LIKE is not, so it becomes ``GLOB`` there; ILIKE
@@ -57,9 +57,9 @@ from tracker.search import (
     like_parts,
     parse_filter,
     parse_order_by,
-    stale_cutoff,
     status_comparison,
 )
+from tracker.stale import stale_cutoff
 
 __all__ = ["filter_clause", "order_clauses", "select_runs"]
 

@@ -19,7 +19,6 @@ from tracker.entities import (
     ExperimentSummary,
     Lifecycle,
     Metric,
-    Run,
     RunData,
     RunInfo,
     RunStatus,
@@ -28,15 +27,15 @@ from tracker.entities import (
 from tracker.errors import (
     ConfigError,
     ExperimentNotFound,
-    InvalidStateError,
     RunNotFound,
     SchemaVersionError,
     StoreError,
 )
-from tracker.manager import ExpManager
+from tracker.manager import ExpReader
+from tracker.stale import stale_cutoff
 
 if TYPE_CHECKING:
-    from tracker.search import OrderKey
+    from tracker.search import Expr, OrderKey
 
 _RUN_COLUMNS = (
     "runs.id, runs.experiment_id, runs.name, runs.status, runs.lifecycle, runs.start_time, "
@@ -45,9 +44,9 @@ _RUN_COLUMNS = (
 _CHUNK = 500
 
 
-class SQLiteReader(ExpManager):
-    """Reads a store written by :class:`~tracker.backends.sql.store.SQLExpManager`; every
-    write raises InvalidStateError."""
+class SQLiteReader(ExpReader):
+    """Reads a store written by :class:`~tracker.backends.sql.store.SQLExpManager`; it has no
+    write methods."""
 
     def __init__(
         self,
@@ -132,6 +131,17 @@ class SQLiteReader(ExpManager):
             for info in self.list_experiment_infos(view)
         ]
 
+    def count_stale_runs(self, view: ViewType = ViewType.ACTIVE_ONLY) -> dict[str, int]:
+        """One indexed query: the rule of :func:`tracker.stale.is_stale` in SQL."""
+        stages = view.stages()
+        rows = self._rows(
+            "SELECT experiment_id, count(*) FROM runs WHERE status = 'RUNNING' "
+            "AND coalesce(heartbeat, start_time, 0) < ? "
+            f"AND lifecycle IN ({_marks(stages)}) GROUP BY experiment_id",
+            (stale_cutoff(), *stages),
+        )
+        return {str(e): n for e, n in rows}
+
     # ------------------------------------------------------------------------------------- runs
 
     def get_run_info(self, run_id: str) -> RunInfo:
@@ -186,26 +196,26 @@ class SQLiteReader(ExpManager):
             args.append(limit)
         return [_run(r) for r in self._rows(sql, args)]
 
-    def search_run_infos(
-        self,
-        experiment_ids: Sequence[str] | None = None,
-        filter_string: str = "",
-        order_by: Sequence[str] | str | None = None,
-        max_results: int | None = None,
-        view: ViewType = ViewType.ACTIVE_ONLY,
+    def _list_run_infos(
+        self, experiment_ids: Sequence[str] | None, view: ViewType
     ) -> list[RunInfo]:
-        from tracker.search import parse_filter, parse_order_by, search_in_python
+        return self._runs(experiment_ids, view, None)
 
-        expr = parse_filter(filter_string or "")
-        order = parse_order_by(order_by)
+    def _search_run_infos(
+        self,
+        experiment_ids: Sequence[str] | None,
+        expr: Expr | None,
+        order: Sequence[OrderKey],
+        max_results: int | None,
+        view: ViewType,
+    ) -> list[RunInfo]:
+        """Unfiltered runs, newest first or by one metric, param or tag, in SQL; the rest in
+        Python by the default."""
         if expr is None and not order:
-            return self._runs(experiment_ids, ViewType(view), max_results)
+            return self._runs(experiment_ids, view, max_results)
         if expr is None and len(order) == 1 and order[0].kind != "attribute":
-            return self._runs(experiment_ids, ViewType(view), max_results, order[0])
-        infos = self._runs(experiment_ids, ViewType(view), None)
-        data = self._get_runs_data([i.run_id for i in infos])
-        runs = [Run(i, data.get(i.run_id, RunData())) for i in infos]
-        return [run.info for run in search_in_python(runs, expr, order, max_results)]
+            return self._runs(experiment_ids, view, max_results, order[0])
+        return super()._search_run_infos(experiment_ids, expr, order, max_results, view)
 
     def _get_runs_data(self, run_ids: Sequence[str]) -> dict[str, RunData]:
         out: dict[str, RunData] = {}
@@ -250,15 +260,6 @@ class SQLiteReader(ExpManager):
         if not rows:
             self.get_run_info(run_id)  # RunNotFound for an unknown run
         return [ArtifactEntry(*r) for r in rows]
-
-    # ------------------------------------------------------------------------------------ writes
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise InvalidStateError(f"{self.uri} is opened read-only; open it with tracker.connect()")
-
-    create_experiment = set_experiment_lifecycle = create_run = update_run = _read_only
-    log_batch = delete_tags = delete_run_permanently = record_artifacts = _read_only
-    forget_artifacts = _read_only
 
 
 def _damage_hint(error: sqlite3.DatabaseError, path: Path) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, delete, exc, func, select, update
 
@@ -38,8 +38,12 @@ from tracker.errors import (
     RunNotFound,
     StoreError,
 )
-from tracker.manager import ExpManager, check_transition, now_ms
+from tracker.manager import ExpManager, RunUpdate, now_ms
+from tracker.uri import mask
 from tracker.validation import as_number, check_point
+
+if TYPE_CHECKING:
+    from tracker.search import Expr, OrderKey
 
 EXP = ExperimentRow.__table__
 RUNS = RunRow.__table__
@@ -85,7 +89,6 @@ _BEAT_IF_RUNNING = (
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _CHUNK = 500  # ids per IN (...) list, well under every driver's bound-parameter limit
-_RUN_FIELDS = {"start_time", "end_time", "heartbeat", "pid", "host", "name"}
 
 
 class SQLExpManager(ExpManager):
@@ -114,6 +117,14 @@ class SQLExpManager(ExpManager):
 
     def close(self) -> None:
         self.db.dispose()
+
+    @classmethod
+    def upgrade_store(cls, uri: str) -> str:
+        database = Database(uri, upgrade=True)
+        try:
+            return f"{mask(uri)}: schema v{database.schema_version()}"
+        finally:
+            database.dispose()
 
     # ------------------------------------------------------------------------------ experiments
 
@@ -221,44 +232,23 @@ class SQLExpManager(ExpManager):
             raise RunNotFound(f"no run with id {run_id!r}")
         return _run_info(row._mapping)
 
-    @retried
-    def update_run(
-        self,
-        run_id: str,
-        *,
-        status: RunStatus | None = None,
-        expect: Iterable[RunStatus] | None = None,
-        lifecycle: Lifecycle | None = None,
-        **fields: Any,
-    ) -> RunInfo:
-        unknown = set(fields) - _RUN_FIELDS
-        if unknown:
-            raise InvalidInputError(f"update_run cannot set {sorted(unknown)}")
-        return self._update_run(run_id, status, expect, lifecycle, fields)
+    def _update_run(self, run_id: str, update: RunUpdate, wait: float | None = None) -> RunInfo:
+        # A bounded wait (the writer's heartbeat) fails fast instead of retrying.
+        if wait is not None:
+            return self._write_update(run_id, update, wait)
+        return retried(self._write_update)(run_id, update, None)
 
-    def beat(self, run_id: str, at: int, wait: float) -> RunInfo:
-        return self._update_run(run_id, None, None, None, {"heartbeat": at}, wait=wait)
-
-    def _update_run(
-        self,
-        run_id: str,
-        status: RunStatus | None,
-        expect: Iterable[RunStatus] | None,
-        lifecycle: Lifecycle | None,
-        fields: Mapping[str, Any],
-        wait: float | None = None,
-    ) -> RunInfo:
+    def _write_update(self, run_id: str, update: RunUpdate, wait: float | None) -> RunInfo:
         with self.db.write(wait) as conn:
             row = conn.execute(_RUN_FOR_UPDATE, {"id": run_id}).first()
             if row is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
-            values = dict(fields)
-            if status is not None:
-                current = RunStatus(row.status)
-                check_transition(run_id, current, RunStatus(status), expect)
-                values["status"] = RunStatus(status).value
-            if lifecycle is not None:
-                values["lifecycle"] = Lifecycle(lifecycle).value
+            update.check(run_id, RunStatus(row.status))
+            values = update.fields()
+            if update.status is not None:
+                values["status"] = update.status.value
+            if update.lifecycle is not None:
+                values["lifecycle"] = update.lifecycle.value
             if values:
                 conn.execute(_UPDATE_RUN, {"_pk": row.pk, **values})
         return _run_info({**row._mapping, **values, "experiment_id": str(row.experiment_id)})
@@ -283,20 +273,22 @@ class SQLExpManager(ExpManager):
                 out.update({ids[pk]: d for pk, d in data.items()})
         return out
 
+    def _list_run_infos(
+        self, experiment_ids: Sequence[str] | None, view: ViewType
+    ) -> list[RunInfo]:
+        return self._search_run_infos(experiment_ids, None, [], None, view)
+
     @retried
-    def search_run_infos(
+    def _search_run_infos(
         self,
-        experiment_ids: Sequence[str] | None = None,
-        filter_string: str = "",
-        order_by: Sequence[str] | str | None = None,
-        max_results: int | None = None,
-        view: ViewType = ViewType.ACTIVE_ONLY,
+        experiment_ids: Sequence[str] | None,
+        expr: Expr | None,
+        order: Sequence[OrderKey],
+        max_results: int | None,
+        view: ViewType,
     ) -> list[RunInfo]:
         from tracker.backends.sql.query import select_runs, select_runs_key_first
-        from tracker.search import parse_filter, parse_order_by
 
-        expr = parse_filter(filter_string or "")
-        order = parse_order_by(order_by)
         pks = None
         if experiment_ids is not None:
             pks = [p for p in (_int_id(e) for e in experiment_ids) if p is not None]
