@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tracker import codestate, writer
+from tracker import codestate, exit_hooks, writer
 from tracker.entities import ArtifactEntry, Metric, RunInfo, RunStatus
 from tracker.errors import (
     ArtifactTimeout,
@@ -133,9 +133,8 @@ class Recorder:
                 host=host,
             )
         run_id = self._require_id()
-        self._buffer = writer.LogBuffer(self.manager, run_id)
-        writer.register(self._buffer)
-        writer.track_live(run_id, self.end_run)
+        self._buffer = writer.current().add_run(self.manager, run_id)
+        exit_hooks.track_live(run_id, self.end_run)
         self._log_code_state()
         if first:
             self._buffer.add_params({"cmd-sys.argv": " ".join(sys.argv)})
@@ -153,9 +152,12 @@ class Recorder:
         def note() -> str:
             return f"ending run {buffer.run_id}: writing {buffer.pending():,} queued points first"
 
-        with writer.signals_held(note):
+        with exit_hooks.signals_held(note):
             self._buffer = None
-            self._info = writer.end(buffer, status)
+            try:
+                self._info = writer.end(buffer, status)
+            finally:
+                exit_hooks.untrack_live(buffer.run_id)
 
     def _log_code_state(self) -> None:
         state = codestate.capture()
