@@ -252,7 +252,7 @@ class Recorder:
         """Store a local file or directory, or Python objects by name. The name's suffix
         picks the format: ``.parquet``, ``.json``, else pickle (``pred.pkl``, ``task`` …).
         Saving an existing name replaces it."""
-        from tracker.artifacts import dumps
+        from tracker.codecs import dumps
 
         if local_path is not None and objects:
             raise InvalidInputError("save_objects takes local_path or objects by name, not both")
@@ -272,7 +272,7 @@ class Recorder:
         sha256 is checked against the manifest. Raises ArtifactChecksumError (a
         LoadObjectError) if the file was changed outside tracker, LoadObjectError naming it
         on any other failure to load, ArtifactTimeout if a remote store does not answer."""
-        from tracker.artifacts import load
+        from tracker.codecs import load
         from tracker.manifest import read_checked
 
         try:
