@@ -96,9 +96,9 @@ def signals_held(note: Callable[[], str], *, exiting: bool = False) -> Iterator[
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(held):
-            if not (exiting and signum == signal.SIGINT):
-                signal.raise_signal(signum)
+        for delayed in dict.fromkeys(held):
+            if not (exiting and delayed == signal.SIGINT):
+                signal.raise_signal(delayed)
 
 
 def _install_hooks() -> None:

@@ -145,11 +145,12 @@ class LogBuffer:
                     raise
                 time.sleep(1.0)
 
-    def background_flush(self, now: float) -> None:
-        """One attempt of the writer thread, unless the backoff says to wait. The flush lock
+    def background_flush(self, now: float, *, last: bool = False) -> None:
+        """One attempt of the writer thread, unless the backoff says to wait (``last``: the
+        writer is stopping, so try whatever the backoff says). The flush lock
         is held until the error is recorded, so the run's end (which flushes, then looks for
         an error) cannot miss it."""
-        if now < self._retry_at:
+        if now < self._retry_at and not last:
             return
         with self._flush_lock:
             try:
@@ -245,7 +246,7 @@ class Writer:
     """The background threads (flush and heartbeat) serving the runs registered with it.
 
     ``clock`` is a monotonic clock in seconds (heartbeat schedule, backoff, retry deadline).
-    The threads start on the first :meth:`register` or an explicit :meth:`start`;
+    The threads start on the first :meth:`add_run` or an explicit :meth:`start`;
     :meth:`stop` ends them after one last flush.
     """
 
@@ -275,24 +276,23 @@ class Writer:
     def add_run(self, manager: ExpManager, run_id: str) -> LogBuffer:
         """A buffer for a run just started (or resumed), flushed and beating from now on."""
         buffer = LogBuffer(self, manager, run_id)
-        self.register(buffer)
-        return buffer
-
-    def register(self, buffer: LogBuffer) -> None:
         with self._lock:
-            self.buffers[buffer.run_id] = buffer
-            self.live[buffer.run_id] = buffer
+            self.buffers[run_id] = buffer
+            self.live[run_id] = buffer
         self.start()
         self._beat_event.set()
+        return buffer
 
     def start(self) -> None:
         """Start the threads unless they run."""
         with self._lock:
             if self._threads:
                 return
-            self._stopping.clear()
+            # Each start's threads watch their own event: a start() right after a stop()
+            # cannot revive threads that are still winding down.
+            self._stopping = threading.Event()
             self._threads = [
-                threading.Thread(target=loop, name=name, daemon=True)
+                threading.Thread(target=loop, args=(self._stopping,), name=name, daemon=True)
                 for loop, name in (
                     (self._flush_loop, "tracker-writer"),
                     (self._beat_loop, "tracker-heartbeat"),
@@ -304,10 +304,10 @@ class Writer:
     def stop(self, timeout: float | None = None) -> None:
         """End the threads, then flush every buffer once in the calling thread (an error is
         kept for the run's next call, as a background flush's is). Runs stay registered: a
-        later :meth:`register` or :meth:`start` starts the threads again."""
+        later :meth:`add_run` or :meth:`start` starts the threads again."""
         with self._lock:
             threads, self._threads = self._threads, []
-        self._stopping.set()
+            self._stopping.set()
         self._flush_event.set()
         self._beat_event.set()
         for thread in threads:
@@ -315,8 +315,7 @@ class Writer:
                 thread.join(timeout)
         now = self.clock()
         for buffer in list(self.buffers.values()):
-            buffer._retry_at = 0.0  # a last attempt, whatever the backoff says
-            buffer.background_flush(now)
+            buffer.background_flush(now, last=True)
 
     def unregister(self, run_id: str) -> None:
         """Stop flushing the run in the background (its end flushes it); it keeps beating
@@ -332,21 +331,21 @@ class Writer:
     def wake(self) -> None:
         self._flush_event.set()
 
-    def _flush_loop(self) -> None:
-        while not self._stopping.is_set():
+    def _flush_loop(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             self._flush_event.wait(self.flush_interval)
             self._flush_event.clear()
-            if self._stopping.is_set():
+            if stopping.is_set():
                 return  # stop() flushes in its own thread
             now = self.clock()
             for buffer in list(self.buffers.values()):
                 buffer.background_flush(now)
 
-    def _beat_loop(self) -> None:
-        while not self._stopping.is_set():
+    def _beat_loop(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             self._beat_event.clear()  # before looking, so a run registered meanwhile wakes us
             for buffer in list(self.live.values()):
-                if self._stopping.is_set():
+                if stopping.is_set():
                     return
                 if buffer.next_beat <= self.clock():
                     buffer.beat()

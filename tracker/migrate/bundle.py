@@ -37,7 +37,8 @@ import tracker
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus
 from tracker.errors import InvalidInputError
 from tracker.manager import ExpManager
-from tracker.migrate import ExperimentsByName, import_state, write_run
+from tracker.migrate import ExperimentsByName
+from tracker.migrate.write import import_state, write_run
 from tracker.validation import check_key, check_name, text_items
 
 T = TypeVar("T")
