@@ -10,15 +10,7 @@ from typing import Any
 import click
 
 from tracker.cli.context import Context
-from tracker.cli.output import (
-    emit_json,
-    emit_table,
-    fmt_bytes,
-    fmt_duration,
-    is_terminal,
-    output_options,
-)
-from tracker.cli.show import (
+from tracker.cli.describe import (
     COMMIT_TAG,
     DIRTY_TAG,
     duration_ms,
@@ -26,6 +18,14 @@ from tracker.cli.show import (
     now_ms,
     run_record,
     status_label,
+)
+from tracker.cli.output import (
+    emit_json,
+    emit_table,
+    fmt_bytes,
+    fmt_duration,
+    is_terminal,
+    output_options,
 )
 from tracker.entities import ArtifactEntry, Run, RunData
 from tracker.errors import ArtifactNotFound

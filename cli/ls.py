@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from tracker.cli.context import Context
+from tracker.cli.describe import duration_ms, iso, now_ms, run_record, status_label
 from tracker.cli.output import (
     emit_json,
     emit_table,
@@ -20,7 +21,6 @@ from tracker.cli.output import (
     is_terminal,
     output_options,
 )
-from tracker.cli.show import duration_ms, iso, now_ms, run_record, status_label
 from tracker.entities import ExperimentInfo, ExperimentSummary, Run, RunData, ViewType
 from tracker.errors import ExperimentNotFound
 from tracker.manager import ExpReader

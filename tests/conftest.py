@@ -6,14 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tracker
+from tracker import exit_hooks, writer
 from tracker import store as store_mod
-from tracker import writer
 
 pytest_plugins = ["tests.s3server"]
 pytest.register_assert_rewrite("tracker.testing")  # the packaged contract suite's asserts
@@ -30,9 +31,27 @@ def _isolated(tmp_path, monkeypatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
     yield
     tracker.R.end_exp()
-    writer.end_live_runs(tracker.RunStatus.FINISHED)
+    exit_hooks.end_live_runs(tracker.RunStatus.FINISHED)
     tracker.R._default = None
     store_mod.clear_cache()
+
+
+@pytest.fixture
+def use_writer() -> Iterator[Callable[..., writer.Writer]]:
+    """Runs started after ``use_writer(**settings)`` get a writer of their own made with those
+    settings (e.g. ``heartbeat_interval=0.1``); the process's writer is back for the next test."""
+    made: list[tuple[writer.Writer, writer.Writer | None]] = []
+
+    def install(**settings: Any) -> writer.Writer:
+        mine = writer.Writer(**settings)
+        made.append((mine, writer.install(mine)))
+        return mine
+
+    yield install
+    exit_hooks.end_live_runs(tracker.RunStatus.FINISHED)
+    for mine, previous in reversed(made):
+        mine.stop()
+        writer.install(previous)
 
 
 def postgres_base_uri() -> str | None:
@@ -109,7 +128,7 @@ def open_manager(request, tmp_path) -> Iterator[tracker.ExpManager]:
     options = request.getfixturevalue("s3_server").storage_options if art == "s3" else None
     m = tracker.connect(uri, root, storage_options=options)
     yield m
-    writer.end_live_runs(tracker.RunStatus.FINISHED)
+    exit_hooks.end_live_runs(tracker.RunStatus.FINISHED)
     m.close()
 
 
@@ -131,7 +150,7 @@ def _mlflow_manager(request, tmp_path) -> Iterator[tracker.ExpManager]:
     shutil.copyfile(request.getfixturevalue("mlflow_db_template"), db)
     m = tracker.connect(f"mlflow+sqlite:///{db}", str(tmp_path / "mlartifacts"))
     yield m
-    writer.end_live_runs(tracker.RunStatus.FINISHED)
+    exit_hooks.end_live_runs(tracker.RunStatus.FINISHED)
     m.close()
 
 

@@ -29,9 +29,11 @@ from click.testing import CliRunner
 import tracker
 from tests.s3server import REGION, S3Server
 from tracker import objects
-from tracker.artifacts import TEMP_PREFIX, TIMEOUT_ENV, ArtifactStore, _temp_name, dumps
+from tracker.artifacts import TEMP_PREFIX, TIMEOUT_ENV, ArtifactStore
 from tracker.cli.main import cli
+from tracker.codecs import dumps
 from tracker.errors import ArtifactChecksumError, ArtifactTimeout, ConfigError, LoadObjectError
+from tracker.local_files import temp_name
 from tracker.manifest import read_checked
 
 pytest_plugins = ["tests.s3server"]
@@ -254,7 +256,7 @@ def test_gc_removes_temp_files_of_killed_saves(tmp_path: Path) -> None:
             proc.stdout.close()
     # Beside it: a temp file of a live process (this one), a young one of another host (its
     # process cannot be checked from here), and two untouched for two hours.
-    live = folder / _temp_name()
+    live = folder / temp_name()
     other_host = folder / f"{TEMP_PREFIX}4242@elsewhere.0123abcd"
     old = [folder / f"{TEMP_PREFIX}4242@elsewhere.4567cdef", folder / f"{TEMP_PREFIX}0a1b2c3d"]
     for path in [live, other_host, *old]:

@@ -1,4 +1,4 @@
-"""ArtifactStore's contract on local disk, memory:// and S3 (moto's server), and dumps/loads."""
+"""ArtifactStore's contract on local disk, memory:// and S3 (moto's server); the codecs."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.s3server import S3Server
-from tracker.artifacts import TEMP_PREFIX, ArtifactStore, dumps, loads, validate_path
+from tracker.artifacts import TEMP_PREFIX, ArtifactStore, validate_path
+from tracker.codecs import dumps, loads
 from tracker.errors import (
     ArtifactNotFound,
     BackendUnavailable,

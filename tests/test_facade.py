@@ -206,12 +206,10 @@ def test_qlib_style_script_then_new_process(tmp_path):
     assert out.stdout.split() == ["FINISHED", "0.49", "3.0"]
 
 
-def test_heartbeat_is_refreshed_in_the_background(tmp_path, monkeypatch):
+def test_heartbeat_is_refreshed_in_the_background(tmp_path, use_writer):
     import time
 
-    from tracker import writer
-
-    monkeypatch.setattr(writer, "HEARTBEAT_INTERVAL", 0.05)
+    use_writer(heartbeat_interval=0.05)
     tracker.init(tmp_path / "s")
     with R.start(experiment_name="hb") as rec:
         first = rec.refresh().run_info.heartbeat

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, event, make_url
 
 import tracker
-from tracker import InvalidStateError, Metric, Recorder, RunStatus, objects, writer
+from tracker import InvalidStateError, Metric, Recorder, RunStatus, objects
 from tracker.backends.sql import db as dbmod
 from tracker.backends.sql.store import SQLExpManager
 from tracker.cli.main import cli
@@ -162,8 +162,8 @@ def test_cli_reap_says_which_late_runs_it_kept_alive(tmp_path):
     assert manager.get_run_info(rec.id).status is RunStatus.RUNNING
 
 
-def test_live_writer_revives_a_run_reaped_from_another_host(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer, "HEARTBEAT_INTERVAL", 0.1)
+def test_live_writer_revives_a_run_reaped_from_another_host(tmp_path, use_writer):
+    use_writer(heartbeat_interval=0.1)
     manager = tracker.connect(tmp_path / "s")
     rec = started(manager)
     # A reaper on another machine cannot see the process, and its heartbeat looks late.
@@ -412,8 +412,8 @@ def test_connection_lost_during_commit_writes_the_batch_once(pg_uri, tmp_path):
 
 
 @pytest.mark.postgres
-def test_heartbeat_goes_on_while_a_flush_waits_for_a_lock(pg_uri, tmp_path, monkeypatch):
-    monkeypatch.setattr(writer, "HEARTBEAT_INTERVAL", 0.1)
+def test_heartbeat_goes_on_while_a_flush_waits_for_a_lock(pg_uri, tmp_path, use_writer):
+    use_writer(heartbeat_interval=0.1)
     manager = tracker.connect(pg_uri, str(tmp_path / "art"))
     rec = started(manager)
     admin = create_engine(pg_uri)

@@ -1,4 +1,4 @@
-"""Run artifacts on any fsspec filesystem, and turning logged objects into bytes and back.
+"""Run artifacts on any fsspec filesystem (:mod:`tracker.codecs` turns objects into bytes).
 
 Files live at ``<root>/<prefix>/<artifact path>``; callers pass a run's prefix
 (:attr:`tracker.entities.RunInfo.artifact_prefix`), the store knows nothing of the database
@@ -16,18 +16,14 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import json
 import math
 import os
-import pickle
 import posixpath
 import re
-import secrets
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
@@ -37,32 +33,25 @@ from fsspec.implementations.local import LocalFileSystem
 
 from tracker import errors
 from tracker.entities import ArtifactEntry
+from tracker.local_files import (
+    TEMP_PREFIX,
+    atomic_write,
+    digest,
+    read_chunks,
+    temp_name,
+    writer_gone,
+)
 
-#: Local writes go through ``<dir>/.tracker-tmp-<pid>@<host>.<random>``; names with this prefix
-#: are reserved, hidden from listings and removed by :meth:`ArtifactStore.stale_temp_files`'s
-#: caller (``tracker gc``) once their writer is gone.
-TEMP_PREFIX = ".tracker-tmp-"
 #: A temp file untouched this long (seconds) is taken as left by a killed save, whatever host
 #: wrote it: a save in progress keeps writing to its file.
 TEMP_STALE_AFTER = 3600.0
 TIMEOUT_ENV = "TRACKER_ARTIFACT_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
 
-#: Pinned rather than HIGHEST_PROTOCOL: every Python tracker supports (>= 3.10) reads 5, and a
-#: future Python's higher default must not write artifacts that older workers cannot load.
-PICKLE_PROTOCOL = 5
-
-_CHUNK = 1 << 20
 # Remote reads fetch at most this much per request, and each call gets another timeout's worth
 # of time per this many bytes moved: a transfer slower than that counts as stalled.
 _RANGE = 8 << 20
-_HOST = re.sub(r"[^A-Za-z0-9.-]", "", socket.gethostname())[:64]
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)@([A-Za-z0-9.-]*)\.[0-9a-f]+")
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
-_PARQUET_META_KEY = b"tracker"
-# Any other name is pickled, as Qlib does. ``.txt`` is text so that the code_*.txt files
-# written at run start read back as text.
-_FORMATS = {".parquet": "parquet", ".json": "json", ".txt": "text"}
 
 
 def validate_path(path: str, *, what: str = "artifact path") -> str:
@@ -117,11 +106,11 @@ class ArtifactStore:
         rel = validate_path(path)
         full = self._full(prefix, rel)
         if self._local:
-            size, checksum = _atomic_local_write(full, (data,))
+            size, checksum = atomic_write(full, (data,))
         else:
             # One PUT is atomic on object stores: readers see the old or the new object.
             self._call("pipe_file", full, data, moved=len(data))
-            size, checksum = _digest((data,))
+            size, checksum = digest((data,))
         return self._entry(rel, full, size, checksum)
 
     def put_file(
@@ -253,7 +242,7 @@ class ArtifactStore:
                     stat = os.stat(full)
                 except FileNotFoundError:  # its save just finished
                     continue
-                if stat.st_mtime < cutoff or _writer_gone(name):
+                if stat.st_mtime < cutoff or writer_gone(name):
                     found.append((os.path.relpath(full, self._root), stat.st_size))
         return sorted(found)
 
@@ -307,7 +296,7 @@ class ArtifactStore:
     ) -> None:
         # Written under a temp name beside the target and renamed once checked.
         os.makedirs(os.path.dirname(local), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(local), _temp_name())
+        tmp = os.path.join(os.path.dirname(local), temp_name())
         try:
             with self._open(full, artifact, prefix) as raw, open(tmp, "wb") as out:
                 reader = HashingReader(raw)
@@ -325,9 +314,9 @@ class ArtifactStore:
     def _put_file(self, prefix: str, src: str, rel: str) -> ArtifactEntry:
         full = self._full(prefix, rel)
         if self._local:
-            size, checksum = _atomic_local_write(full, _read_chunks(src))
+            size, checksum = atomic_write(full, read_chunks(src))
         else:
-            size, checksum = _digest(_read_chunks(src))
+            size, checksum = digest(read_chunks(src))
             self._call("put_file", src, full, moved=size)
         return self._entry(rel, full, size, checksum)
 
@@ -451,158 +440,9 @@ def dir_files(local_dir: str, artifact_path: str | None) -> list[tuple[Path, str
     return [(p, join_path(artifact_path, p.relative_to(local_dir).as_posix())) for p in files]
 
 
-def _temp_name() -> str:
-    return f"{TEMP_PREFIX}{os.getpid()}@{_HOST}.{secrets.token_hex(8)}"
-
-
-def _writer_gone(name: str) -> bool:
-    """Whether the temp file ``name`` was written on this host by a process that has ended."""
-    match = _TEMP_NAME.fullmatch(name)
-    if match is None or match[2] != _HOST or os.name == "nt":  # os.kill(pid, 0) kills there
-        return False
-    try:
-        os.kill(int(match[1]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):  # another user's live process; not a pid
-        return False
-    return False
-
-
-def _read_chunks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        yield from iter(lambda: f.read(_CHUNK), b"")
-
-
-def _digest(chunks: Iterable[bytes], sink: Any = None) -> tuple[int, str]:
-    h, size = hashlib.sha256(), 0
-    for chunk in chunks:
-        if sink is not None:
-            sink.write(chunk)
-        h.update(chunk)
-        size += len(chunk)
-    return size, "sha256:" + h.hexdigest()
-
-
-def _atomic_local_write(full: str, chunks: Iterable[bytes]) -> tuple[int, str]:
-    # os.replace is atomic within a filesystem: readers see the old or the new file, and a
-    # process killed mid-write leaves at most a TEMP_PREFIX file, never a partial artifact.
-    parent = os.path.dirname(full)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, _temp_name())
-    # O_EXCL never clobbers another writer's temp file; mode 0o666 lets the umask decide the
-    # permissions as a plain open() would (mkstemp forces 0600, surprising for shared roots).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            size, checksum = _digest(chunks, sink=f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, full)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # persist the rename too; Windows cannot open directories
-        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    return size, checksum
-
-
 def _mtime_ms(info: dict[str, Any]) -> int:
     # Each fsspec implementation names and types the modification time differently.
     value = next((info[k] for k in ("mtime", "LastModified", "updated", "created") if k in info), 0)
     if isinstance(value, str):  # gcsfs: ISO text
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return int((value.timestamp() if isinstance(value, datetime) else value) * 1000)
-
-
-def dumps(name: str, obj: Any) -> bytes:
-    """Serialise ``obj`` in the format picked by ``name``'s suffix.
-
-    ``.parquet``: DataFrame or Series (index, MultiIndex, names kept); ``.json``: UTF-8 JSON
-    (lossy as JSON is: tuples become lists); ``.txt``: a str as UTF-8; anything else
-    (``pred.pkl``, ``task``): pickle.
-    Raises InvalidInputError when the object cannot be stored in that format."""
-    fmt = _FORMATS.get(posixpath.splitext(name)[1].lower(), "pickle")
-    try:
-        if fmt == "json":
-            # allow_nan=False: NaN/Infinity are not JSON and break non-Python readers.
-            return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=2).encode()
-        if fmt == "parquet":
-            return _dump_parquet(obj)
-        if fmt == "text":
-            if not isinstance(obj, str):
-                raise TypeError(f"a .txt artifact holds a str, not {type(obj).__name__}")
-            return obj.encode()
-        return pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
-    # Arrow's errors subclass these built-ins too.
-    except (TypeError, ValueError, AttributeError, NotImplementedError, pickle.PicklingError) as e:
-        pkl = posixpath.splitext(name)[0] + ".pkl"
-        hint = "" if fmt == "pickle" else f"; name it e.g. {pkl!r} to pickle it instead"
-        raise errors.InvalidInputError(f"cannot store {name!r} as {fmt}: {e}{hint}") from e
-
-
-def load(name: str, file: IO[bytes], unpickler: type[pickle.Unpickler] | None = None) -> Any:
-    """Reverse :func:`dumps`, reading a binary file: a pickle is unpickled as it streams, other
-    formats are read whole first. ``unpickler`` replaces :class:`pickle.Unpickler` (Qlib's hook).
-
-    Raises LoadObjectError, naming the artifact, when the bytes do not decode; errors of the
-    store the file reads from (e.g. ArtifactTimeout) pass as they are."""
-    fmt = _FORMATS.get(posixpath.splitext(name)[1].lower(), "pickle")
-    try:
-        if fmt == "pickle":
-            return (unpickler or pickle.Unpickler)(file).load()
-        data = file.read()
-        if fmt == "parquet":
-            return _load_parquet(data)
-        if fmt == "json":
-            return json.loads(data.decode("utf-8"))
-        return data.decode("utf-8")
-    except errors.UnsafeObjectError as e:  # tracker.safe_pickle refused it: say which artifact
-        raise errors.UnsafeObjectError(f"artifact {name!r} {e}", e.reference) from None
-    except errors.TrackerError:
-        raise
-    except Exception as e:
-        raise errors.LoadObjectError(f"cannot load artifact {name!r} as {fmt}: {e!r}") from e
-
-
-def loads(name: str, data: bytes, unpickler: type[pickle.Unpickler] | None = None) -> Any:
-    """:func:`load` from bytes."""
-    return load(name, io.BytesIO(data), unpickler)
-
-
-# pandas/pyarrow are imported on use: they are slow to import and most store calls never need them.
-def _dump_parquet(obj: Any) -> bytes:
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not isinstance(obj, (pd.DataFrame, pd.Series)):
-        raise TypeError(f"a {type(obj).__name__} is not a DataFrame or Series")
-    # A one-column frame forgets that it was a Series, and to_frame() names an unnamed Series'
-    # column 0, so both facts go in the schema metadata.
-    is_series = isinstance(obj, pd.Series)
-    meta = {"series": is_series, "unnamed": is_series and obj.name is None}
-    table = pa.Table.from_pandas(obj.to_frame() if is_series else obj)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), _PARQUET_META_KEY: json.dumps(meta).encode()}
-    )
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return bytes(sink.getvalue().to_pybytes())
-
-
-def _load_parquet(data: bytes) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(pa.BufferReader(data))
-    frame = table.to_pandas()
-    meta = json.loads((table.schema.metadata or {}).get(_PARQUET_META_KEY, b"{}"))
-    if meta.get("series"):
-        return frame.iloc[:, 0].rename(None) if meta["unnamed"] else frame.iloc[:, 0]
-    return frame

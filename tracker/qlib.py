@@ -46,7 +46,7 @@ from qlib.workflow.expm import ExpManager as QlibExpManager
 from qlib.workflow.recorder import Recorder as QlibRecorder
 
 import tracker
-from tracker import artifacts
+from tracker import codecs
 from tracker.entities import ExperimentInfo, Lifecycle, RunInfo, ViewType
 from tracker.errors import (
     AlreadyExistsError,
@@ -169,7 +169,7 @@ class TrackerRecorder(StoreRecorder, QlibRecorder):
 
         def decode(file: IO[bytes]) -> Any:
             if file.peek(1)[:1] != _PICKLE_PROTO:  # type: ignore[attr-defined]
-                return artifacts.load(name, file)
+                return codecs.load(name, file)
             try:
                 return unpickler(file).load()
             except Exception as e:  # checked against the manifest before it is raised

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tracker import codestate, writer
+from tracker import codestate, exit_hooks, writer
 from tracker.entities import ArtifactEntry, Metric, RunInfo, RunStatus
 from tracker.errors import (
     ArtifactTimeout,
@@ -133,9 +133,8 @@ class Recorder:
                 host=host,
             )
         run_id = self._require_id()
-        self._buffer = writer.LogBuffer(self.manager, run_id)
-        writer.register(self._buffer)
-        writer.track_live(run_id, self.end_run)
+        self._buffer = writer.current().add_run(self.manager, run_id)
+        exit_hooks.track_live(run_id, self.end_run)
         self._log_code_state()
         if first:
             self._buffer.add_params({"cmd-sys.argv": " ".join(sys.argv)})
@@ -153,9 +152,12 @@ class Recorder:
         def note() -> str:
             return f"ending run {buffer.run_id}: writing {buffer.pending():,} queued points first"
 
-        with writer.signals_held(note):
+        with exit_hooks.signals_held(note):
             self._buffer = None
-            self._info = writer.end(buffer, status)
+            try:
+                self._info = writer.end(buffer, status)
+            finally:
+                exit_hooks.untrack_live(buffer.run_id)
 
     def _log_code_state(self) -> None:
         state = codestate.capture()
@@ -250,7 +252,7 @@ class Recorder:
         """Store a local file or directory, or Python objects by name. The name's suffix
         picks the format: ``.parquet``, ``.json``, else pickle (``pred.pkl``, ``task`` …).
         Saving an existing name replaces it."""
-        from tracker.artifacts import dumps
+        from tracker.codecs import dumps
 
         if local_path is not None and objects:
             raise InvalidInputError("save_objects takes local_path or objects by name, not both")
@@ -270,7 +272,7 @@ class Recorder:
         sha256 is checked against the manifest. Raises ArtifactChecksumError (a
         LoadObjectError) if the file was changed outside tracker, LoadObjectError naming it
         on any other failure to load, ArtifactTimeout if a remote store does not answer."""
-        from tracker.artifacts import load
+        from tracker.codecs import load
         from tracker.manifest import read_checked
 
         try:

@@ -1,48 +1,48 @@
-"""Background batching of metrics and tags, heartbeats, and ending runs when the process ends.
+"""Background batching of metrics and tags, and heartbeats, for the runs this process logs.
 
 Callers append validated points to a run's :class:`LogBuffer` (a list append under a lock)
-and return at once. Two daemon threads per process serve every live run:
+and return at once. A :class:`Writer` runs two daemon threads serving every live run:
 
-- the writer flushes each buffer every ``FLUSH_INTERVAL`` seconds (sooner once ``WAKE_AT``
-  points wait) as one ``log_batch`` per run. A transient store error (StoreUnavailable: a busy
-  lock, a dropped connection; nothing was written) keeps the points queued and is retried with
-  backoff; only a store unavailable for ``RETRY_FOR`` seconds is reported, the points still
-  queued. Any other error cannot pass by retrying: the batch is given up and the error raised
-  once, at the caller's next call, saying how many points were not written.
-- the heartbeat refreshes each live run's heartbeat every ``HEARTBEAT_INTERVAL`` seconds in
-  transactions of its own with a short lock wait, so a long flush does not hold it up. When it
-  finds its run reaped (a reaper on another host took the late heartbeat for a dead process),
-  it sets the run RUNNING again, tagged ``tracker.reaped_while_alive``.
+- the flush thread writes each buffer every ``flush_interval`` seconds (sooner once
+  ``WAKE_AT`` points wait) as one ``log_batch`` per run. A transient store error
+  (StoreUnavailable: a busy lock, a dropped connection; nothing was written) keeps the points
+  queued and is retried with backoff; only a store unavailable for ``retry_for`` seconds is
+  reported, the points still queued. Any other error cannot pass by retrying: the batch is
+  given up and the error raised once, at the caller's next call, saying how many points were
+  not written.
+- the heartbeat thread refreshes each live run's heartbeat every ``heartbeat_interval``
+  seconds in transactions of its own with a short lock wait, so a long flush does not hold it
+  up. When it finds its run reaped (a reaper on another host took the late heartbeat for a dead
+  process), it sets the run RUNNING again, tagged ``tracker.reaped_while_alive``.
 
-The threads are daemons, so they never hold up interpreter exit (Qlib's AsyncCaller deadlocked
-there); the exit hook flushes in the main thread instead. Ending a run holds SIGINT and SIGTERM
-until the run is ended, so a second Ctrl-C cannot cut its last flush short.
+The settings are read when a Writer is made (``TRACKER_FLUSH_INTERVAL``,
+``TRACKER_HEARTBEAT_INTERVAL``, ``TRACKER_RETRY_FOR`` unless given); the process's writer,
+:func:`current`, is made on first use. The threads are daemons, so they never hold up
+interpreter exit (Qlib's AsyncCaller deadlocked there); ending runs at exit is
+:mod:`tracker.exit_hooks`' job, in the main thread.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import signal
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from tracker.entities import Metric, RunInfo, RunStatus
 from tracker.errors import InvalidTransition, StoreUnavailable, TrackerError
+from tracker.exit_hooks import status_for  # noqa: F401  (tracker.facade's name for it)
 
 if TYPE_CHECKING:
     from tracker.manager import ExpManager
 
-FLUSH_INTERVAL = float(os.environ.get("TRACKER_FLUSH_INTERVAL", "0.1"))
-HEARTBEAT_INTERVAL = float(os.environ.get("TRACKER_HEARTBEAT_INTERVAL", "10"))
+FLUSH_INTERVAL = 0.1  # defaults of the environment variables the module docstring names
+HEARTBEAT_INTERVAL = 10.0
 #: Seconds a store may stay unavailable before the caller hears of it (points stay queued).
-RETRY_FOR = float(os.environ.get("TRACKER_RETRY_FOR", "300"))
+RETRY_FOR = 300.0
 WAKE_AT = 20_000  # queued points that wake the writer early
 BLOCK_AT = 2_000_000  # queued points at which the caller flushes itself, bounding memory
 BEAT_WAIT = 2.0  # seconds a heartbeat waits for a lock before it gives up ...
@@ -55,14 +55,11 @@ REAPED_TAG = "tracker.reaped"
 REVIVED_TAG = "tracker.reaped_while_alive"
 
 
-class RunTerminated(BaseException):
-    """Raised in the main thread on SIGTERM so ``with R.start()`` unwinds and ends as KILLED."""
-
-
 class LogBuffer:
     """Points waiting to be written for one run, and how its last background write went."""
 
-    def __init__(self, manager: ExpManager, run_id: str) -> None:
+    def __init__(self, writer: Writer, manager: ExpManager, run_id: str) -> None:
+        self.writer = writer
         self.manager = manager
         self.run_id = run_id
         self.metrics: list[Metric] = []
@@ -70,10 +67,11 @@ class LogBuffer:
         self.params: dict[str, str] = {}
         self.error: BaseException | None = None
         self.ended = False  # set under end_lock when this process ends the run: no more beats
-        self.next_beat = time.monotonic() + HEARTBEAT_INTERVAL  # start_run wrote the first
+        # start_run wrote the first beat
+        self.next_beat = writer.clock() + writer.heartbeat_interval
         self._failing_since: float | None = None
         self._retry_at = 0.0
-        self._backoff = FLUSH_INTERVAL
+        self._backoff = writer.flush_interval
         # Re-entrant: a signal handler may run while the main thread holds them.
         self._lock = threading.RLock()
         self._flush_lock = threading.RLock()
@@ -90,7 +88,7 @@ class LogBuffer:
             if n >= BLOCK_AT:
                 self.flush_waiting()
             else:
-                _writer.wake()
+                self.writer.wake()
 
     def add_tags(self, tags: dict[str, str]) -> None:
         with self._lock:
@@ -131,33 +129,35 @@ class LogBuffer:
                 raise
 
     def flush_waiting(self) -> None:
-        """Flush in the calling thread, waiting out an unavailable store for up to RETRY_FOR
-        seconds; then StoreUnavailable is raised with the points still queued."""
+        """Flush in the calling thread, waiting out an unavailable store for up to
+        ``retry_for`` seconds; then StoreUnavailable is raised with the points still queued."""
+        retry_for, clock = self.writer.retry_for, self.writer.clock
         deadline = None
         while True:
             try:
                 self.flush()
                 return
             except StoreUnavailable as e:
-                now = time.monotonic()
-                deadline = deadline or now + RETRY_FOR
+                now = clock()
+                deadline = deadline or now + retry_for
                 if now >= deadline:
-                    self._still_queued(e, RETRY_FOR)
+                    self._still_queued(e, retry_for)
                     raise
                 time.sleep(1.0)
 
-    def background_flush(self, now: float) -> None:
-        """One attempt of the writer thread, unless the backoff says to wait. The flush lock
+    def background_flush(self, now: float, *, last: bool = False) -> None:
+        """One attempt of the writer thread, unless the backoff says to wait (``last``: the
+        writer is stopping, so try whatever the backoff says). The flush lock
         is held until the error is recorded, so the run's end (which flushes, then looks for
         an error) cannot miss it."""
-        if now < self._retry_at:
+        if now < self._retry_at and not last:
             return
         with self._flush_lock:
             try:
                 self.flush()
             except StoreUnavailable as e:
                 self._failing_since = self._failing_since or now
-                if now - self._failing_since >= RETRY_FOR:
+                if now - self._failing_since >= self.writer.retry_for:
                     self.error = self._still_queued(e, now - self._failing_since)
                     self._failing_since = now  # and again after as long, if it lasts
                 self._backoff = min(2 * self._backoff, _BACKOFF_MAX)
@@ -165,7 +165,7 @@ class LogBuffer:
                 return
             except Exception as e:
                 self.error = e
-            self._failing_since, self._backoff = None, FLUSH_INTERVAL
+            self._failing_since, self._backoff = None, self.writer.flush_interval
 
     def _still_queued(self, error: StoreUnavailable, seconds: float) -> StoreUnavailable:
         what = _points(len(self.metrics), len(self.tags) + len(self.params))
@@ -195,9 +195,9 @@ class LogBuffer:
             except Exception:
                 # A busy store or a vanished run: nothing is lost by a late beat (the flush
                 # reports what matters), so only try again soon.
-                self.next_beat = time.monotonic() + BEAT_RETRY
+                self.next_beat = self.writer.clock() + BEAT_RETRY
                 return
-        self.next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+        self.next_beat = self.writer.clock() + self.writer.heartbeat_interval
 
 
 def _points(metrics: int, others: int) -> str:
@@ -238,32 +238,84 @@ def _unreap(manager: ExpManager, run_id: str) -> bool:
     return True
 
 
-class _Writer:
-    """The process's two background threads (flush and heartbeat), started on first use."""
+def _setting(value: float | None, variable: str, default: float) -> float:
+    return float(os.environ.get(variable, default)) if value is None else value
 
-    def __init__(self) -> None:
+
+class Writer:
+    """The background threads (flush and heartbeat) serving the runs registered with it.
+
+    ``clock`` is a monotonic clock in seconds (heartbeat schedule, backoff, retry deadline).
+    The threads start on the first :meth:`add_run` or an explicit :meth:`start`;
+    :meth:`stop` ends them after one last flush.
+    """
+
+    def __init__(
+        self,
+        *,
+        flush_interval: float | None = None,
+        heartbeat_interval: float | None = None,
+        retry_for: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.flush_interval = _setting(flush_interval, "TRACKER_FLUSH_INTERVAL", FLUSH_INTERVAL)
+        self.heartbeat_interval = _setting(
+            heartbeat_interval, "TRACKER_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL
+        )
+        self.retry_for = _setting(retry_for, "TRACKER_RETRY_FOR", RETRY_FOR)
+        self.clock = clock
         self.buffers: dict[str, LogBuffer] = {}  # flushed in the background
         self.live: dict[str, LogBuffer] = {}  # beating
         self._flush_event = threading.Event()
         self._beat_event = threading.Event()
+        self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        _writers.add(self)
 
-    def register(self, buffer: LogBuffer) -> None:
+    def add_run(self, manager: ExpManager, run_id: str) -> LogBuffer:
+        """A buffer for a run just started (or resumed), flushed and beating from now on."""
+        buffer = LogBuffer(self, manager, run_id)
         with self._lock:
-            self.buffers[buffer.run_id] = buffer
-            self.live[buffer.run_id] = buffer
-            if not self._threads:  # their loops never end
-                self._threads = [
-                    threading.Thread(target=loop, name=name, daemon=True)
-                    for loop, name in (
-                        (self._flush_loop, "tracker-writer"),
-                        (self._beat_loop, "tracker-heartbeat"),
-                    )
-                ]
-                for thread in self._threads:
-                    thread.start()
+            self.buffers[run_id] = buffer
+            self.live[run_id] = buffer
+        self.start()
         self._beat_event.set()
+        return buffer
+
+    def start(self) -> None:
+        """Start the threads unless they run."""
+        with self._lock:
+            if self._threads:
+                return
+            # Each start's threads watch their own event: a start() right after a stop()
+            # cannot revive threads that are still winding down.
+            self._stopping = threading.Event()
+            self._threads = [
+                threading.Thread(target=loop, args=(self._stopping,), name=name, daemon=True)
+                for loop, name in (
+                    (self._flush_loop, "tracker-writer"),
+                    (self._beat_loop, "tracker-heartbeat"),
+                )
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the threads, then flush every buffer once in the calling thread (an error is
+        kept for the run's next call, as a background flush's is). Runs stay registered: a
+        later :meth:`add_run` or :meth:`start` starts the threads again."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+            self._stopping.set()
+        self._flush_event.set()
+        self._beat_event.set()
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        now = self.clock()
+        for buffer in list(self.buffers.values()):
+            buffer.background_flush(now, last=True)
 
     def unregister(self, run_id: str) -> None:
         """Stop flushing the run in the background (its end flushes it); it keeps beating
@@ -279,55 +331,82 @@ class _Writer:
     def wake(self) -> None:
         self._flush_event.set()
 
-    def _flush_loop(self) -> None:
-        while True:
-            self._flush_event.wait(FLUSH_INTERVAL)
+    def _flush_loop(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            self._flush_event.wait(self.flush_interval)
             self._flush_event.clear()
-            now = time.monotonic()
+            if stopping.is_set():
+                return  # stop() flushes in its own thread
+            now = self.clock()
             for buffer in list(self.buffers.values()):
                 buffer.background_flush(now)
 
-    def _beat_loop(self) -> None:
-        while True:
+    def _beat_loop(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             self._beat_event.clear()  # before looking, so a run registered meanwhile wakes us
             for buffer in list(self.live.values()):
-                if buffer.next_beat <= time.monotonic():
+                if stopping.is_set():
+                    return
+                if buffer.next_beat <= self.clock():
                     buffer.beat()
             upcoming = [b.next_beat for b in list(self.live.values())]
-            wait = min(upcoming, default=time.monotonic() + HEARTBEAT_INTERVAL)
-            self._beat_event.wait(max(0.0, wait - time.monotonic()))
+            wait = min(upcoming, default=self.clock() + self.heartbeat_interval)
+            self._beat_event.wait(max(0.0, wait - self.clock()))
 
 
-_writer = _Writer()
+_current: Writer | None = None
+_current_lock = threading.Lock()
+_writers: weakref.WeakSet[Writer] = weakref.WeakSet()  # every one made here, for flush_run
+
+
+def current() -> Writer:
+    """The process's writer, made (reading the environment) on first use."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Writer()
+        return _current
+
+
+def install(writer: Writer | None) -> Writer | None:
+    """Make ``writer`` the process's writer for runs started from now on (None: a new one,
+    from the environment, on next use); returns the previous one. Runs already started keep
+    theirs."""
+    global _current
+    with _current_lock:
+        previous, _current = _current, writer
+    return previous
 
 
 def _reset_after_fork() -> None:
-    # The child has no background threads and must not end its parent's runs.
-    global _writer
-    _writer = _Writer()
-    _live.clear()
+    # The child has no background threads: it makes its own writer on first use.
+    global _current, _current_lock, _writers
+    _current, _current_lock, _writers = None, threading.Lock(), weakref.WeakSet()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def register(buffer: LogBuffer) -> None:
-    _writer.register(buffer)
+def __getattr__(name: str) -> Writer:
+    if name == "_writer":  # the name tracker.backends.mlflow reads; new code calls current()
+        return current()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def flush_run(run_id: str) -> None:
     """Flush a run's queued points if it is live in this process (before reading it)."""
-    buffer = _writer.buffers.get(run_id)
-    if buffer is not None:
-        buffer.raise_error()
-        buffer.flush_waiting()
+    for writer in list(_writers):
+        buffer = writer.buffers.get(run_id)
+        if buffer is not None:
+            buffer.raise_error()
+            buffer.flush_waiting()
 
 
 def end(buffer: LogBuffer, status: RunStatus) -> RunInfo:
     """Write what the run has queued, then end it with ``status``. A queued write that fails
     ends it FAILED and is raised (that error wins over any complaint about ending it)."""
-    manager, run_id = buffer.manager, buffer.run_id
-    _writer.unregister(run_id)
+    manager, run_id, writer = buffer.manager, buffer.run_id, buffer.writer
+    writer.unregister(run_id)
     try:
         try:
             buffer.flush_waiting()  # first, so that what can be written is
@@ -348,111 +427,4 @@ def end(buffer: LogBuffer, status: RunStatus) -> RunInfo:
                 _unreap(manager, run_id)
                 return manager.update_run(run_id, status=status, end_time=_now_ms())
     finally:
-        _writer.forget(run_id)
-        untrack_live(run_id)
-
-
-@contextmanager
-def signals_held(note: Callable[[], str], *, exiting: bool = False) -> Iterator[None]:
-    """Hold SIGINT and SIGTERM during the block and deliver them after it: a second Ctrl-C or
-    SIGTERM must not cut a run's end short (that left the run RUNNING and lost its queued
-    points). ``exiting``: the process is ending anyway, so a held SIGINT is dropped. Signals
-    reach only the main thread; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        if not held:
-            # os.write: print() is not safe in a handler that may interrupt a print().
-            message = f"tracker: {note()}; the signal takes effect after that\n"
-            os.write(2, message.encode())
-        held.append(signum)
-
-    # A handler installed outside Python (None) cannot be put back: leave that signal alone.
-    previous = {
-        s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) is not None
-    }
-    for signum in previous:
-        signal.signal(signum, hold)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(held):
-            if not (exiting and signum == signal.SIGINT):
-                signal.raise_signal(signum)
-
-
-# ------------------------------------------------------------------------- ending live runs
-
-#: run id -> callable ending that run with a status; filled by Recorder.start_run.
-_live: dict[str, Callable[[RunStatus], None]] = {}
-_hooks_installed = False
-
-
-def track_live(run_id: str, end: Callable[[RunStatus], None]) -> None:
-    _install_hooks()
-    _live[run_id] = end
-
-
-def untrack_live(run_id: str) -> None:
-    _live.pop(run_id, None)
-
-
-def end_live_runs(status: RunStatus, *, exiting: bool = False) -> None:
-    with signals_held(lambda: f"ending {len(_live)} run(s) first", exiting=exiting):
-        for run_id, end_run in list(_live.items()):
-            try:
-                end_run(status)
-            except Exception as e:  # keep ending the others; say why this one did not end
-                print(f"tracker: could not end run {run_id}: {e}", file=sys.stderr)
-            _live.pop(run_id, None)
-
-
-def status_for(exc: BaseException | None) -> RunStatus:
-    """How a run ends when ``exc`` escapes it."""
-    if exc is None:
-        return RunStatus.FINISHED
-    if isinstance(exc, (KeyboardInterrupt, RunTerminated)):
-        return RunStatus.KILLED
-    if isinstance(exc, SystemExit):
-        return RunStatus.FINISHED if exc.code in (None, 0) else RunStatus.FAILED
-    return RunStatus.FAILED
-
-
-def _install_hooks() -> None:
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(end_live_runs, RunStatus.FINISHED, exiting=True)
-    previous_hook = sys.excepthook
-
-    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        end_live_runs(status_for(exc), exiting=True)
-        if isinstance(exc, RunTerminated):
-            _die_of_sigterm()
-        previous_hook(kind, exc, tb)
-
-    sys.excepthook = excepthook
-    # Only replace the default action: a program with its own SIGTERM handler keeps it.
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> Any:
-    if not _live:
-        _die_of_sigterm()
-    raise RunTerminated("terminated by SIGTERM")
-
-
-def _die_of_sigterm() -> None:
-    """Exit as SIGTERM's default action would, so the parent sees the real cause."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+        writer.forget(run_id)
