@@ -15,7 +15,6 @@ from tracker.cli.describe import (
     DIRTY_TAG,
     duration_ms,
     experiment_name,
-    now_ms,
     run_record,
     status_label,
 )
@@ -30,6 +29,7 @@ from tracker.cli.output import (
 from tracker.entities import ArtifactEntry, Run, RunData
 from tracker.errors import ArtifactNotFound
 from tracker.manager import ExpManager
+from tracker.stale import now_ms
 
 MISSING = "-"
 PATCH_FILES = ("code_diff.txt", "code_cached.txt")  # unstaged, staged changes

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from tracker.cli.context import Context
-from tracker.cli.describe import duration_ms, iso, now_ms, run_record, status_label
+from tracker.cli.describe import duration_ms, iso, run_record, status_label
 from tracker.cli.output import (
     emit_json,
     emit_table,
@@ -24,6 +24,7 @@ from tracker.cli.output import (
 from tracker.entities import ExperimentInfo, ExperimentSummary, Run, RunData, ViewType
 from tracker.errors import ExperimentNotFound
 from tracker.manager import ExpReader
+from tracker.stale import now_ms
 
 #: Attribute columns ``--columns`` knows; the first five are the default.
 ATTRIBUTES = ("id", "name", "status", "start", "duration", "run_id", "end", "heartbeat", "host",

@@ -15,7 +15,6 @@ from tracker.cli.describe import (
     duration_ms,
     experiment_name,
     fmt_age,
-    now_ms,
     run_record,
     status_label,
 )
@@ -32,6 +31,7 @@ from tracker.cli.output import (
 from tracker.cli.spark import sparkline
 from tracker.entities import ArtifactEntry, Metric, RunData, RunInfo
 from tracker.manager import ExpReader
+from tracker.stale import now_ms
 
 
 def _header(rows: list[tuple[str, str]]) -> None:

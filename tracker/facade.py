@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tracker import objects, writer
+from tracker import exit_hooks, objects
 from tracker.entities import RunStatus
 from tracker.errors import InvalidInputError, InvalidStateError
 from tracker.experiment import Experiment
@@ -123,7 +123,7 @@ class QlibRecorder:
         try:
             yield exp.active_recorder
         except BaseException as e:
-            self.end_exp(writer.status_for(e))
+            self.end_exp(exit_hooks.status_for(e))
             raise
         self.end_exp(RunStatus.FINISHED)
 

@@ -64,12 +64,12 @@ from tracker.manifest import check_run, repair
 @pytest.fixture
 def manager() -> Iterator[tracker.ExpManager]:
     """The in-memory reference backend, a fresh store per test; override it to test another."""
-    from tracker import writer
+    from tracker import exit_hooks
 
     name = f"contract-{uuid.uuid4().hex[:12]}"
     m = tracker.connect(f"memory://{name}", f"memory://{name}-artifacts")
     yield m
-    writer.end_live_runs(tracker.RunStatus.FINISHED)
+    exit_hooks.end_live_runs(tracker.RunStatus.FINISHED)
     m.close()
 
 

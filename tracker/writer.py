@@ -387,12 +387,6 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def __getattr__(name: str) -> Writer:
-    if name == "_writer":  # the name tracker.backends.mlflow reads; new code calls current()
-        return current()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def flush_run(run_id: str) -> None:
     """Flush a run's queued points if it is live in this process (before reading it)."""
     for writer in list(_writers):

@@ -399,7 +399,7 @@ class MLflowExpManager(ExpManager):
         """One MLflow search gives infos and data; runs live in this process are re-read
         after writing what they have queued, as ``get_runs_data`` would."""
         runs = self._search(experiment_ids, expr, order, max_results, view)
-        live = writer._writer.buffers  # the runs this process queues points for
+        live = writer.current().buffers  # the runs this process queues points for
         for i, run in enumerate(runs):
             run_id = run.info.run_id
             if run_id in live:
