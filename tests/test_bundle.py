@@ -9,13 +9,13 @@ import math
 import pytest
 
 import tracker
-from tracker import Metric, Recorder, RunStatus
+from tracker import Metric, Recorder, RunStatus, objects
 from tracker.migrate.bundle import BundleError, export_bundle, import_bundle
 
 
 def test_export_then_import_keeps_the_runs_and_a_second_import_adds_nothing(tmp_path):
     src = tracker.connect(tmp_path / "src")
-    rec = Recorder(src, src.get_exp(experiment_name="e").id, "r").start_run()
+    rec = Recorder(src, objects.get_exp(src, experiment_name="e").id, "r").start_run()
     points = [Metric("m", v, i, 1000 + i) for i, v in enumerate([0.5, math.nan, math.inf])]
     src.log_batch(rec.id, {"lr": "0.1"}, points)
     (tmp_path / "model.txt").write_text("weights")
@@ -49,7 +49,7 @@ def test_export_then_import_keeps_the_runs_and_a_second_import_adds_nothing(tmp_
 
 def test_a_damaged_bundle_raises_and_imports_nothing(tmp_path):
     src = tracker.connect(tmp_path / "src")
-    info = src.create_run(src.get_exp(experiment_name="e").id, "r", RunStatus.FINISHED)
+    info = src.create_run(objects.get_exp(src, experiment_name="e").id, "r", RunStatus.FINISHED)
     export_bundle(src, [info], tmp_path / "b")
     run_json = tmp_path / "b" / "runs" / info.run_id / "run.json"
     doc = json.loads(run_json.read_text())
