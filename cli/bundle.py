@@ -40,7 +40,7 @@ import tracker
 from tracker.cli.context import Context
 from tracker.cli.output import emit_json, fmt_bytes
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
-from tracker.errors import ConfigError, ExperimentNotFound, InvalidInputError
+from tracker.errors import BundleError, ConfigError, ExperimentNotFound, InvalidInputError
 from tracker.manager import ExpManager
 from tracker.validation import check_key, check_name, text_items
 
@@ -55,10 +55,6 @@ INCLUDE_DELETED = (
     "With --experiment, also its deleted runs; NAME may then be a deleted experiment "
     "(exported as deleted)."
 )
-
-
-class BundleError(InvalidInputError):
-    """A bundle that is missing, malformed or damaged."""
 
 
 @dataclass
