@@ -17,6 +17,7 @@ import click
 import tracker
 from tracker import registry
 from tracker.cli.context import Context
+from tracker.cli.progress import progress_bars
 from tracker.errors import InvalidQueryError
 from tracker.uri import mask
 
@@ -28,7 +29,8 @@ class TrackerGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with progress_bars():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise  # click reports these itself (a closed pipe, as in `tracker ls | head`, quietly)
         except Exception as e:

@@ -15,6 +15,7 @@ import click
 
 from tracker import objects
 from tracker.cli.context import Context
+from tracker.errors import InvalidTypeError
 
 ONLINE_FILTER = "tags.online_status = 'online'"
 
@@ -63,7 +64,7 @@ def _model(rec: Any) -> dict[str, Any]:
     try:
         task = rec.load_object("task", unpickler=PlaceholderUnpickler)
         if not isinstance(task, Mapping):
-            raise TypeError(f"not a task dict: {task}")
+            raise InvalidTypeError(f"not a task dict: {task}")
         segments = _get(task, "dataset", "kwargs", "segments")
         model = _get(task, "model", "class")
         row["model"] = None if model is None else str(model)
@@ -75,7 +76,7 @@ def _model(rec: Any) -> dict[str, Any]:
     try:
         pred = rec.load_object("pred.pkl", unpickler=SafeUnpickler)
         if not isinstance(pred, (pd.DataFrame, pd.Series)):
-            raise TypeError(f"a {type(pred).__name__}, not a DataFrame of predictions")
+            raise InvalidTypeError(f"a {type(pred).__name__}, not a DataFrame of predictions")
         row["pred_end"] = _day(pred.dropna().index.get_level_values("datetime").max())
     except Exception as e:
         problems.append(f"pred.pkl: {e}")

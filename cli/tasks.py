@@ -41,6 +41,7 @@ def worker(
     import tracker
     from tracker.online.model.train import begin_task_train, end_task_train, task_train
     from tracker.online.workflow.task import manage as tm
+    from tracker.online.workflow.task.worker import run_task
 
     steps = {
         None: (task_train, tm.STATUS_WAITING, tm.STATUS_DONE),
@@ -52,12 +53,12 @@ def worker(
     tracker.init(exp_manager=manager)  # task_train records through R
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s worker %(process)d: %(message)s"))
-    logger = logging.getLogger(tm.__name__)
+    logger = logging.getLogger("tracker.online.workflow.task")  # the manager's and the loop's
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.INFO)
     try:
-        ran = tm.run_task(
+        ran = run_task(
             func,
             pool,
             before_status=before,

@@ -42,23 +42,21 @@ day's return), ``return`` (gross of costs, over the previous account), ``total_t
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tracker.errors import InvalidInputError
+from tracker.online import progress
 
 __all__ = [
     "REPORT_COLUMNS",
     "backtest_topk_dropout",
     "forward_returns",
     "from_qlib_config",
-    "progress",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,23 +72,6 @@ REPORT_COLUMNS = [
     "cash",
     "bench",
 ]
-
-T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def progress(items: Iterable[T], label: str, enabled: bool | None = None) -> Iterator[Iterable[T]]:
-    """``items`` wrapped in a ``click`` progress bar on stderr. ``enabled=None`` shows it
-    only when stderr is a terminal, so logs and tests stay clean."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        yield items
-        return
-    import click
-
-    with click.progressbar(items, label=label, file=sys.stderr) as bar:
-        yield bar
 
 
 def forward_returns(close: pd.Series, delay: int = 1) -> pd.Series:
@@ -152,6 +133,8 @@ def backtest_topk_dropout(
             ``forward_returns(close)`` or the raw label ``LABEL0``.
         benchmark: the benchmark's return for each signal date, aligned like ``returns``;
             default: the equal-weighted mean of ``returns`` over its instruments that day.
+        show_progress: False reports nothing; otherwise each day is reported to the installed
+            :mod:`~tracker.online.progress` renderer (``tracker`` draws a bar on a terminal).
 
     Returns:
         ``(report, positions)``: the daily report (columns :data:`REPORT_COLUMNS`, index
@@ -191,59 +174,63 @@ def backtest_topk_dropout(
     rows: list[list[float]] = []
     pos_keys: list[tuple[Any, Any]] = []
     pos_vals: list[tuple[float, float]] = []
-    with progress(range(len(dates)), "backtest", show_progress) as steps:
-        for d in steps:
-            s = score_arr[d]
-            last = _order(s, np.fromiter(held, dtype=int, count=len(held)))
-            held_mask = np.zeros(len(names), dtype=bool)
-            held_mask[last] = True
-            candidates = _order(s, np.flatnonzero(~held_mask & ~np.isnan(s)))
-            today = candidates[: max(n_drop + topk - len(last), 0)]
-            comb = _order(s, np.concatenate([last, today]))
-            worst = set(comb[max(len(comb) - n_drop, 0) :].tolist()) if n_drop else set()
-            sell = [int(i) for i in last if i in worst]
-            buy = today[: max(len(sell) + topk - len(last), 0)]
+    show = None if show_progress is False else progress.current()
+    for d in range(len(dates)):
+        if show is not None:
+            show("backtest", d, len(dates))
+        s = score_arr[d]
+        last = _order(s, np.fromiter(held, dtype=int, count=len(held)))
+        held_mask = np.zeros(len(names), dtype=bool)
+        held_mask[last] = True
+        candidates = _order(s, np.flatnonzero(~held_mask & ~np.isnan(s)))
+        today = candidates[: max(n_drop + topk - len(last), 0)]
+        comb = _order(s, np.concatenate([last, today]))
+        worst = set(comb[max(len(comb) - n_drop, 0) :].tolist()) if n_drop else set()
+        sell = [int(i) for i in last if i in worst]
+        buy = today[: max(len(sell) + topk - len(last), 0)]
 
-            cost = turnover = 0.0
-            for i in sell:
-                value = held.pop(i)
-                fee = _trade_cost(value, close_cost, min_cost)
-                cash += value - fee
-                cost, turnover = cost + fee, turnover + value
-            if len(buy) and cash > 0:
-                budget = cash * risk_degree / len(buy)
-                # The budget covers the trade and its fee: value + max(value*rate, min) = budget.
-                value = min(budget / (1 + open_cost), budget - min_cost)
-                if value > 0:
-                    for i in buy:
-                        held[int(i)] = value
-                        cash -= budget
-                        cost, turnover = cost + budget - value, turnover + value
-            book = cash + sum(held.values())
-            for i, value in held.items():
-                pos_keys.append((dates[d], names[i]))
-                pos_vals.append((value, value / book if book else np.nan))
-            for i in held:
-                r = ret_arr[d, i]
-                held[i] *= 1.0 + (0.0 if np.isnan(r) else r)
-            stock = sum(held.values())
-            now = cash + stock
-            total_turnover += turnover
-            total_cost += cost
-            rows.append(
-                [
-                    now,
-                    (now - prev_account + cost) / prev_account,
-                    total_turnover,
-                    turnover / prev_account,
-                    total_cost,
-                    cost / prev_account,
-                    stock,
-                    cash,
-                    float(bench.iloc[d]),
-                ]
-            )
-            prev_account = now
+        cost = turnover = 0.0
+        for i in sell:
+            value = held.pop(i)
+            fee = _trade_cost(value, close_cost, min_cost)
+            cash += value - fee
+            cost, turnover = cost + fee, turnover + value
+        if len(buy) and cash > 0:
+            budget = cash * risk_degree / len(buy)
+            # The budget covers the trade and its fee: value + max(value*rate, min) = budget.
+            value = min(budget / (1 + open_cost), budget - min_cost)
+            if value > 0:
+                for i in buy:
+                    held[int(i)] = value
+                    cash -= budget
+                    cost, turnover = cost + budget - value, turnover + value
+        book = cash + sum(held.values())
+        for i, value in held.items():
+            pos_keys.append((dates[d], names[i]))
+            pos_vals.append((value, value / book if book else np.nan))
+        for i in held:
+            r = ret_arr[d, i]
+            held[i] *= 1.0 + (0.0 if np.isnan(r) else r)
+        stock = sum(held.values())
+        now = cash + stock
+        total_turnover += turnover
+        total_cost += cost
+        rows.append(
+            [
+                now,
+                (now - prev_account + cost) / prev_account,
+                total_turnover,
+                turnover / prev_account,
+                total_cost,
+                cost / prev_account,
+                stock,
+                cash,
+                float(bench.iloc[d]),
+            ]
+        )
+        prev_account = now
+    if show is not None:
+        show("backtest", len(dates), len(dates))
     report = pd.DataFrame(rows, index=pd.Index(dates, name="datetime"), columns=REPORT_COLUMNS)
     pos_index = pd.MultiIndex.from_arrays(
         [[k[0] for k in pos_keys], [k[1] for k in pos_keys]], names=["datetime", "instrument"]

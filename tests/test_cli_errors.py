@@ -85,8 +85,20 @@ def one_error(result: Result, *needles: str) -> str:
             lambda t: t["record"][1]["kwargs"].update(topk=True),
             ("task.record[1].kwargs.topk", "True is not an integer"),
         ),
+        (
+            lambda t: t["model"]["kwargs"].update(alpah=1.0),
+            ("task.model.kwargs", "takes no argument 'alpah'"),
+        ),
     ],
-    ids=["bad-date", "topk-thirty", "model-kwarg-type", "yaml-float", "handler-date", "bool-int"],
+    ids=[
+        "bad-date",
+        "topk-thirty",
+        "model-kwarg-type",
+        "yaml-float",
+        "handler-date",
+        "bool-int",
+        "model-kwarg-unknown",
+    ],
 )
 def test_bad_workflow_config_is_one_line_before_training(tmp_path, mutate, needles):
     task = small_task()
@@ -94,6 +106,13 @@ def test_bad_workflow_config_is_one_line_before_training(tmp_path, mutate, needl
     config = write(tmp_path / "bad.yaml", {"task": task})
     one_error(invoke("--uri", str(tmp_path / "s"), "run", config), *needles)
     assert not (tmp_path / "s").exists()  # refused before any run (or store) was made
+
+
+def test_a_model_refusing_its_kwarg_is_one_line(tmp_path):
+    """A value of the right type that the model itself refuses (raised while building it)."""
+    config = write(tmp_path / "neg.yaml", {"task": small_task(alpha=-1.0)})
+    line = one_error(invoke("--uri", str(tmp_path / "s"), "run", config), "alpha must be >= 0")
+    assert "unexpected" not in line  # a TrackerError, not a bug
 
 
 def test_a_bad_lightgbm_parameter_is_one_line(tmp_path):
@@ -104,7 +123,7 @@ def test_a_bad_lightgbm_parameter_is_one_line(tmp_path):
 
 def test_a_bug_in_user_code_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
     (tmp_path / "buggy_model.py").write_text(
-        "from tracker.online.model.base import RidgeModel\n"
+        "from tracker.online.model.linear import RidgeModel\n"
         "class Buggy(RidgeModel):\n"
         "    def fit(self, dataset, reweighter=None):\n"
         "        raise KeyError('oops')\n"
@@ -264,3 +283,23 @@ def test_batch_keeps_the_password_off_command_lines(pg_uri, tmp_path):
     )
     command_line = run.list_params()["cmd-sys.argv"]  # what `ps` showed while it ran
     assert "ridge.yaml" in command_line and PASSWORD not in command_line
+
+
+def test_progress_bar_draws_what_the_library_reports():
+    """The library reports (label, done, total); the CLI's renderer draws and closes bars."""
+    import io
+
+    from tracker.cli.progress import ProgressBar, progress_bars
+    from tracker.online import progress
+
+    out = io.StringIO()
+    bar = ProgressBar(out)
+    bar("backtest", 0, 4)
+    bar("backtest", 2, 4)
+    bar("task pool p", 1, 2)  # another step: the first bar is closed
+    bar("task pool p", 2, 2)
+    assert "backtest" in out.getvalue() and "task pool p" in out.getvalue()
+    assert bar._bar is None
+    with progress_bars(enabled=True) as installed:
+        assert progress.current() is installed
+    assert progress.current() is None

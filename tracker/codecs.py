@@ -38,7 +38,9 @@ def dumps(name: str, obj: Any) -> bytes:
             return _dump_parquet(obj)
         if fmt == "text":
             if not isinstance(obj, str):
-                raise TypeError(f"a .txt artifact holds a str, not {type(obj).__name__}")
+                raise errors.InvalidTypeError(
+                    f"a .txt artifact holds a str, not {type(obj).__name__}"
+                )
             return obj.encode()
         return pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
     # Arrow's errors subclass these built-ins too.
@@ -84,7 +86,7 @@ def _dump_parquet(obj: Any) -> bytes:
     import pyarrow.parquet as pq
 
     if not isinstance(obj, (pd.DataFrame, pd.Series)):
-        raise TypeError(f"a {type(obj).__name__} is not a DataFrame or Series")
+        raise errors.InvalidTypeError(f"a {type(obj).__name__} is not a DataFrame or Series")
     # A one-column frame forgets that it was a Series, and to_frame() names an unnamed Series'
     # column 0, so both facts go in the schema metadata.
     is_series = isinstance(obj, pd.Series)

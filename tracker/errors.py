@@ -12,19 +12,28 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     │   └── ArtifactNotFound (also FileNotFoundError)
     ├── AlreadyExistsError
     ├── InvalidInputError (ValueError)
-    │   ├── InvalidQueryError      carries .query and .position
+    │   ├── InvalidQueryError          carries .query and .position
     │   ├── InvalidArtifactPath
-    │   └── InvalidTypeError (also TypeError)
+    │   ├── InvalidTypeError (also TypeError)
+    │   ├── CalendarRangeError (also KeyError)
+    │   ├── MigrationError             a source store missing, of the wrong kind, damaged
+    │   └── BundleError                a bundle missing, malformed or damaged
     ├── InvalidStateError (RuntimeError)
     │   ├── InvalidTransition
-    │   └── ImportConflict
+    │   ├── ImportConflict
+    │   ├── LeaseLost                  a task queue worker's lease went to another worker
+    │   └── WaitTimeout (also TimeoutError)
+    ├── TaskFuncError                  a task function failed in its own process
     ├── LoadObjectError
     │   ├── UnsafeObjectError (also pickle.UnpicklingError)  carries .reference
     │   └── ArtifactChecksumError
     ├── ArtifactTimeout (TimeoutError)
+    ├── MLflowLimitation (NotImplementedError)
     └── StoreError
         ├── StoreUnavailable
         └── SchemaVersionError
+
+Every class is defined here (a test checks it); modules that raise one import it from here.
 """
 
 from __future__ import annotations
@@ -99,6 +108,23 @@ class InvalidTypeError(InvalidInputError, TypeError):
     """A value given to tracker has the wrong type (a string where a number belongs)."""
 
 
+class CalendarRangeError(InvalidInputError, KeyError):
+    """A point or shifted segment falls outside a bounded trading calendar.
+
+    Also a ``KeyError`` because Qlib's rolling code stops at the calendar's end by catching it.
+    """
+
+    __str__ = Exception.__str__  # KeyError's own __str__ would quote the message
+
+
+class MigrationError(InvalidInputError):
+    """A source store that is missing, not of the expected kind, or damaged."""
+
+
+class BundleError(InvalidInputError):
+    """A bundle that is missing, malformed or damaged."""
+
+
 class InvalidStateError(TrackerError, RuntimeError):
     """The operation is not allowed in the current state (e.g. logging to a finished run)."""
 
@@ -109,6 +135,18 @@ class InvalidTransition(InvalidStateError):
 
 class ImportConflict(InvalidStateError):
     """Another import took over a run while this one was writing it."""
+
+
+class LeaseLost(InvalidStateError):
+    """This worker no longer holds the task (its lease expired and another worker took it)."""
+
+
+class WaitTimeout(InvalidStateError, TimeoutError):
+    """``TaskManager.wait`` saw no progress for its timeout: no worker takes the pool's tasks."""
+
+
+class TaskFuncError(TrackerError):
+    """``task_func`` failed in its own process (``force_release=True``); carries its traceback."""
 
 
 class LoadObjectError(TrackerError):
@@ -132,6 +170,10 @@ class ArtifactChecksumError(LoadObjectError):
 
 class ArtifactTimeout(TrackerError, TimeoutError):
     """The artifact server did not answer in time (``TRACKER_ARTIFACT_TIMEOUT``)."""
+
+
+class MLflowLimitation(TrackerError, NotImplementedError):
+    """MLflow cannot do what the native store does here; the message says what instead."""
 
 
 class StoreError(TrackerError):

@@ -51,7 +51,9 @@ from tracker.entities import ExperimentInfo, Lifecycle, RunInfo, ViewType
 from tracker.errors import (
     AlreadyExistsError,
     ArtifactTimeout,
+    InvalidInputError,
     InvalidStateError,
+    InvalidTypeError,
     NotFoundError,
 )
 from tracker.errors import LoadObjectError as StoreLoadObjectError
@@ -78,18 +80,19 @@ _SEARCH_KEYWORDS = {"filter_string", "run_view_type", "max_results", "order_by",
 @contextmanager
 def _not_found_as_value_error() -> Iterator[None]:
     """Qlib code (``_get_or_create_exp``, ``run_all_model``, ``contrib/rolling``) catches
-    ``ValueError`` for anything missing; tracker's NotFoundError is a LookupError."""
+    ``ValueError`` for anything missing; tracker's NotFoundError is a LookupError, so it is
+    raised again as an InvalidInputError (a ValueError)."""
     try:
         yield
     except NotFoundError as e:
-        raise ValueError(str(e)) from e
+        raise InvalidInputError(str(e)) from e
 
 
 def _search_records(store: Store, experiment_ids: Any, kwargs: Mapping[str, Any]) -> pd.DataFrame:
     """Qlib's ``search_records`` keywords (None means Qlib's default) on tracker's search."""
     unknown = set(kwargs) - _SEARCH_KEYWORDS
     if unknown:
-        raise TypeError(f"search_records got unexpected keyword(s) {sorted(unknown)}")
+        raise InvalidTypeError(f"search_records got unexpected keyword(s) {sorted(unknown)}")
     max_results = kwargs.get("max_results")
     return search_records(
         store,
@@ -184,7 +187,7 @@ class TrackerRecorder(StoreRecorder, QlibRecorder):
 
     def get_artifact_uri(self) -> str:
         if self.id is None:
-            raise ValueError(
+            raise InvalidInputError(
                 f"recorder {self.name!r} has not been started, so it has no artifact URI"
             )
         return super().get_artifact_uri()
@@ -194,7 +197,9 @@ class TrackerRecorder(StoreRecorder, QlibRecorder):
         no artifacts yet: Qlib's always exists. ValueError if not started, RuntimeError
         (tracker's InvalidStateError) if the artifacts are remote."""
         if self.id is None:
-            raise ValueError(f"recorder {self.name!r} has not been started, so it has no folder")
+            raise InvalidInputError(
+                f"recorder {self.name!r} has not been started, so it has no folder"
+            )
         folder = super().get_local_dir()
         Path(folder).mkdir(parents=True, exist_ok=True)
         return folder
@@ -264,13 +269,13 @@ class TrackerExperiment(QlibExperiment):
         """By id (anywhere in the store, as MLflow's ``get_run``), else the newest active
         recorder of this experiment with that name. ValueError if there is none."""
         if recorder_id is None and recorder_name is None:
-            raise ValueError("give a recorder id or name to look a recorder up")
+            raise InvalidInputError("give a recorder id or name to look a recorder up")
         with _not_found_as_value_error():
             if recorder_id is None:
                 return self._wrap(self._exp.get_recorder(None, recorder_name, create=False))
             info = self.store.get_run_info(str(recorder_id))
         if info.lifecycle is Lifecycle.DELETED:
-            raise ValueError(f"recorder {recorder_id!r} is deleted")
+            raise InvalidInputError(f"recorder {recorder_id!r} is deleted")
         return TrackerRecorder(self.store, info.experiment_id, info=info, uri=self._uri)
 
     def list_recorders(
@@ -400,7 +405,7 @@ class TrackerExpManager(QlibExpManager):
     ) -> TrackerExperiment:
         """By id, else by name; ValueError if missing or deleted."""
         if experiment_id is None and experiment_name is None:
-            raise ValueError("give an experiment id or name to look an experiment up")
+            raise InvalidInputError("give an experiment id or name to look an experiment up")
         store = self.store
         with _not_found_as_value_error():
             if experiment_id is not None:
@@ -408,7 +413,9 @@ class TrackerExpManager(QlibExpManager):
             else:
                 info = store.get_experiment_by_name(str(experiment_name))
         if info.lifecycle is Lifecycle.DELETED:
-            raise ValueError(f"experiment {info.name!r} (id {info.experiment_id}) is deleted")
+            raise InvalidInputError(
+                f"experiment {info.name!r} (id {info.experiment_id}) is deleted"
+            )
         return self._experiment(store, info)
 
     def search_records(self, experiment_ids: Any = None, **kwargs: Any) -> pd.DataFrame:

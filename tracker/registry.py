@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from tracker.errors import BackendUnavailable, UnsupportedURIError, install_hint
+from tracker.errors import (
+    BackendUnavailable,
+    InvalidInputError,
+    UnsupportedURIError,
+    install_hint,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,9 @@ _entry_points_loaded = False
 def register_backend(scheme: str, target: str | type, *, clobber: bool = False) -> None:
     """Register a backend class (or its import string) for a URI scheme."""
     if scheme in _registry and not clobber:
-        raise ValueError(f"scheme {scheme!r} is already registered; pass clobber=True to replace")
+        raise InvalidInputError(
+            f"scheme {scheme!r} is already registered; pass clobber=True to replace"
+        )
     _registry[scheme] = BackendSpec(target) if isinstance(target, str) else target
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from tracker.errors import InvalidInputError, LoadObjectError
+from tracker.errors import ArtifactNotFound, InvalidInputError, LoadObjectError
 from tracker.online.backtest import backtest_topk_dropout, from_qlib_config
 from tracker.online.evaluate import calc_ic, calc_long_short_return, risk_analysis, safe_div
 
@@ -107,15 +107,16 @@ class RecordTemp(abc.ABC):
         return missing
 
     def check(self, include_self: bool = False, parents: bool = True) -> None:
-        """Raise FileNotFoundError naming every missing artifact: this record's own with
-        ``include_self``, and (with ``parents``) those of the records it depends on."""
+        """Raise ArtifactNotFound (a FileNotFoundError) naming every missing artifact: this
+        record's own with ``include_self``, and (with ``parents``) those of the records it
+        depends on."""
         if not include_self and (not parents or self.depend_cls is None):
             return
         existing = set(self.recorder.list_artifacts(recursive=True))
         missing = self._missing(existing, include_self, parents)
         if missing:
             run = getattr(self.recorder, "id", None)
-            raise FileNotFoundError(
+            raise ArtifactNotFound(
                 f"{type(self).__name__}: run {run} lacks the artifacts {missing}"
                 + ("" if include_self else "; generate the records it depends on first")
             )

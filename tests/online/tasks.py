@@ -6,6 +6,11 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+#: Where each model lives, as in Qlib (``qlib.contrib.model.gbdt`` …).
+MODEL_MODULES = {
+    "LGBModel": "tracker.online.model.gbdt",
+    "RidgeModel": "tracker.online.model.linear",
+}
 SIGNAL_RECORD = {"class": "SignalRecord", "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}}
 
 
@@ -26,7 +31,7 @@ def synthetic_task(
         {
             "model": {
                 "class": model,
-                "module_path": "tracker.online.model.base",
+                "module_path": MODEL_MODULES.get(model, "tracker.online.model.base"),
                 "kwargs": model_kwargs or {},
             },
             "dataset": {

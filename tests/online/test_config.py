@@ -57,7 +57,7 @@ def test_bad_config_files(tmp_path, text, match):
 
 def task(**over):
     base = {
-        "model": {"class": "RidgeModel", "module_path": "tracker.online.model.base"},
+        "model": {"class": "RidgeModel", "module_path": "tracker.online.model.linear"},
         "dataset": {
             "class": "Dataset",
             "module_path": "tracker.online.data.dataset",
@@ -227,7 +227,7 @@ def test_tracker_run_refuses_hostile_configs_in_one_line(tmp_path, name, text, n
 def test_validate_task_checks_kwargs(bad, match):
     t = task(**bad)
     if "model" in bad:
-        t["model"]["module_path"] = "tracker.online.model.base"
+        t["model"]["module_path"] = "tracker.online.model.linear"
     with pytest.raises(InvalidInputError, match=match):
         validate_task(t)
 
@@ -236,7 +236,7 @@ def test_validate_task_accepts_placeholders_and_unannotated_kwargs():
     t = task(
         model={
             "class": "LGBModel",
-            "module_path": "tracker.online.model.base",
+            "module_path": "tracker.online.model.gbdt",
             "kwargs": {"num_leaves": 8},
         },
         record=[

@@ -37,3 +37,54 @@ def test_a_01_config_builds_the_same_class():
     from tracker.online.model.base import RidgeModel
 
     assert klass is RidgeModel and kwargs == {"alpha": 1.0}
+
+
+def imports(folder: str) -> dict[str, set[str]]:
+    """``{file: modules it imports}`` for every module under ``folder``, lazy imports too."""
+    import ast
+
+    found = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_the_library_draws_no_ui():
+    """Progress goes through tracker.online.progress; only the CLI imports click."""
+    users = [
+        f for d in ("tracker", "online") for f, names in imports(d).items() if "click" in names
+    ]
+    assert users == []
+
+
+def test_only_the_queue_class_touches_the_sql_database():
+    users = [f for f, names in imports("online").items() if "tracker.backends.sql.db" in names]
+    assert users == ["online/workflow/task/queue.py"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "name"),
+    [
+        ("tracker.online.model.base", "tracker.online.model.gbdt", "LGBModel"),
+        ("tracker.online.model.base", "tracker.online.model.linear", "RidgeModel"),
+        ("online.model", "tracker.online.model.gbdt", "LGBModel"),
+        ("tracker.online.workflow.task.manage", "tracker.online.workflow.task.worker", "run_task"),
+        ("tracker.online.model.ens", "tracker.online.model.ens.group", "RollingGroup"),
+        ("tracker.online.model.ens", "tracker.online.model.ens.ensemble", "AverageEnsemble"),
+    ],
+)
+def test_moved_names_resolve_from_their_old_module(old, new, name):
+    """Configs and pickles name the old paths; Qlib users the new (Qlib's) ones."""
+    assert getattr(import_module(old), name) is getattr(import_module(new), name)
+
+
+def test_a_config_naming_the_old_module_builds_the_moved_class():
+    config = {"class": "LGBModel", "module_path": "tracker.online.model.base"}
+    klass, _ = get_callable_kwargs(config)
+    assert klass.__module__ == "tracker.online.model.gbdt"

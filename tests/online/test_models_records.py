@@ -26,7 +26,8 @@ from tracker.online.evaluate import (
     calc_long_short_return,
     risk_analysis,
 )
-from tracker.online.model.base import LGBModel, RidgeModel
+from tracker.online.model.gbdt import LGBModel
+from tracker.online.model.linear import RidgeModel
 from tracker.online.workflow.record_temp import PortAnaRecord, SigAnaRecord, SignalRecord
 
 # ------------------------------------------------------------------------------- test double

@@ -321,8 +321,11 @@ def test_wait_returns_when_settled_and_times_out_without_workers(store):
         kwargs={"exp_manager": tm.manager},
     )
     worker.start()
-    assert tm.wait(timeout=5, poll=0.05) == {STATUS_DONE: 3}
+    seen: list[tuple[str, int, int]] = []
+    assert tm.wait(timeout=5, poll=0.05, progress=lambda *a: seen.append(a)) == {STATUS_DONE: 3}
     worker.join()
+    assert seen[-1] == ("task pool wait", 3, 3)
+    assert [done for _, done, _ in seen] == sorted(done for _, done, _ in seen)
 
 
 # ------------------------------------------------------------------------- real processes

@@ -22,7 +22,7 @@ import tracker
 from tests.online.tasks import synthetic_task
 from tracker import objects
 from tracker.cli.main import cli
-from tracker.online.model.base import RidgeModel
+from tracker.online.model.linear import RidgeModel
 from tracker.online.workflow.online.utils import ONLINE_KEY, ONLINE_TAG
 
 SYNTHETIC = {"n_instruments": 3, "n_days": 30}  # business days 2020-01-01 .. 2020-02-11
@@ -99,7 +99,7 @@ def test_tracker_online_runs_no_code_from_the_store(planted):
     assert "RidgeModel train 2020-01-01..2020-01-20 test 2020-01-21..open" in lines["healthy"]
     assert "pred to 2020-02-11 / data to 2020-02-11" in lines["healthy"]
     assert (
-        "<not shown: contains code reference tracker.online.model.base.RidgeModel>"
+        "<not shown: contains code reference tracker.online.model.linear.RidgeModel>"
         in lines["class_task"]
     )
     assert "STALE" in lines["class_task"] and "data to 2020-02-11" in lines["class_task"]

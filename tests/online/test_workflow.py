@@ -137,7 +137,7 @@ def test_tracker_run_cli(tmp_path):
     [
         (
             lambda t: t["model"].update({"class": "Nope"}),
-            "task.model: module 'tracker.online.model.base' has no class 'Nope'",
+            "task.model: module 'tracker.online.model.linear' has no class 'Nope'",
         ),
         (lambda t: t["dataset"]["kwargs"]["segments"].pop("test"), "segments.test is missing"),
         (

@@ -68,6 +68,7 @@ from tracker.errors import (
     ExperimentNotFound,
     InvalidInputError,
     InvalidStateError,
+    MLflowLimitation,
     NotFoundError,
     RunNotFound,
     StoreError,
@@ -78,11 +79,6 @@ from tracker.manager import ExpManager, RunUpdate, now_ms
 from tracker.search import COMPARE_OPS, STALE, And, Comparison, Expr, OrderKey, ascii_upper
 from tracker.uri import mask
 from tracker.validation import check_point
-
-
-class MLflowLimitation(TrackerError, NotImplementedError):
-    """MLflow cannot do what the native store does here; the message says what instead."""
-
 
 T_HEARTBEAT, T_PID, T_HOST = "tracker.heartbeat", "tracker.pid", "tracker.host"
 T_START, T_END, T_DELETED = "tracker.start_time", "tracker.end_time", "tracker.deleted"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus, ViewType
-from tracker.errors import InvalidInputError
+from tracker.errors import InvalidInputError, MigrationError
 from tracker.manager import ExpManager, now_ms
 from tracker.migrate.write import import_state, write_run
 from tracker.validation import check_key, check_name, text_items
@@ -34,10 +34,6 @@ Progress = Callable[[Sequence[Any], str], Iterable[Any]]
 #: is not 32 hex digits: that id (the run gets a stable id derived from it).
 SOURCE_ID_TAG = "tracker.source_run_id"
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class MigrationError(InvalidInputError):
-    """A source store that is missing, not of the expected kind, or damaged."""
 
 
 @dataclass(frozen=True)

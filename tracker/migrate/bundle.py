@@ -35,7 +35,7 @@ from typing import Any, NoReturn, TypeVar
 
 import tracker
 from tracker.entities import ArtifactEntry, Lifecycle, Metric, RunInfo, RunStatus
-from tracker.errors import InvalidInputError
+from tracker.errors import BundleError, InvalidInputError
 from tracker.manager import ExpManager
 from tracker.migrate import ExperimentsByName
 from tracker.migrate.write import import_state, write_run
@@ -48,10 +48,6 @@ Progress = Callable[[Sequence[T], str], Iterable[T]]
 FORMAT, VERSION = "tracker-bundle", 1
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _NON_FINITE = {"nan", "inf", "-inf"}
-
-
-class BundleError(InvalidInputError):
-    """A bundle that is missing, malformed or damaged."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from tracker.errors import InvalidArtifactPath
+from tracker.errors import InvalidArtifactPath, NotFoundError
 
 
 @dataclass
@@ -87,7 +87,7 @@ def locate(candidates: Sequence[str]) -> ArtifactPlan:
 
 def _remote(uri: str) -> tuple[ArtifactPlan, list[str]]:
     if uri.startswith("mlflow-artifacts:"):
-        raise LookupError(
+        raise NotFoundError(
             "served by an MLflow tracking server (proxied artifacts): copy the server's "
             "--artifacts-destination, or download with `mlflow artifacts download`"
         )

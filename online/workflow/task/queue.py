@@ -1,30 +1,27 @@
-"""The task queue's table and statements, in the same SQL database as the runs.
+"""Where a task pool's tasks are kept: the :class:`TaskQueue` protocol that
+:class:`~tracker.online.workflow.task.manage.TaskManager` uses, and :class:`SQLTaskQueue`, the
+one class that owns the ``task_queue`` table in the same SQL database as the runs.
 
 The table lives on this module's own :class:`MetaData` (tracker's schema and migrations do not
 know it) and is created on first use. Every statement that hands out or settles a task is one
-atomic ``UPDATE … RETURNING``; see :func:`fetch` and :func:`reclaim` for why each is safe on
-SQLite (the write lock is taken up front by ``BEGIN IMMEDIATE``) and on PostgreSQL (row locks
-with ``SKIP LOCKED``).
+atomic ``UPDATE … RETURNING``; see :meth:`SQLTaskQueue.fetch` and :meth:`SQLTaskQueue.reclaim`
+for why each is safe on SQLite (the write lock is taken up front by ``BEGIN IMMEDIATE``) and on
+PostgreSQL (row locks with ``SKIP LOCKED``).
+
+A task document is Qlib's (``_id``, ``def``, ``filter``, ``status``, ``res``, ``priority``)
+plus the queue's own fields, with ``def`` and ``res`` still pickled: the queue stores bytes,
+:mod:`.document` turns them back into objects.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
-import hashlib
-import json
-import math
-import pickle
 import weakref
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import PurePath
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
     BigInteger,
     Column,
-    Connection,
     Index,
     Integer,
     LargeBinary,
@@ -34,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     case,
+    delete,
     func,
     literal,
     select,
@@ -44,18 +42,21 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
 
 from tracker.backends.sql.db import Database
-from tracker.errors import InvalidInputError, InvalidStateError, NotFoundError, RunNotFound
-from tracker.manager import ExpManager
-from tracker.recorder import Recorder
+from tracker.errors import InvalidInputError, LeaseLost, NotFoundError
+from tracker.online.workflow.task.document import (
+    STATUS_FAILED,
+    STATUS_RUNNING,
+    STATUS_WAITING,
+    RecorderRef,
+    check_status,
+    task_id,
+)
 
-STATUS_WAITING = "waiting"
-STATUS_RUNNING = "running"
-STATUS_PART_DONE = "part_done"
-STATUS_DONE = "done"
-STATUS_FAILED = "failed"
-STATUSES = (STATUS_WAITING, STATUS_RUNNING, STATUS_PART_DONE, STATUS_DONE, STATUS_FAILED)
+# RecorderRef too: task results pickled before it moved to .document name it here.
+__all__ = ["Held", "RecorderRef", "Released", "SQLTaskQueue", "TaskQueue", "sql_queue"]
 
-PICKLE_PROTOCOL = 5
+Query = Mapping[str, Any] | None
+
 # Any constant other than db.py's: serialises creating this table between processes.
 _PG_TABLE_LOCK = 0x7472_7173
 
@@ -85,140 +86,291 @@ TASKS = Table(
 )
 T = TASKS.c
 
-_ready: weakref.WeakSet[Database] = weakref.WeakSet()
+
+class Released(NamedTuple):
+    """A task taken from a worker (lease expired, or reset): the run it was filling and the
+    status the task had before (``reset``) or has now (``reclaim``)."""
+
+    id: int
+    run_id: str | None
+    status: str
 
 
-def ensure_table(db: Database) -> None:
-    """Create the table once per database; safe when several workers start at once."""
-    if db in _ready:
-        return
-    with db.write() as conn:
-        if db.dialect == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_TABLE_LOCK})")
-        metadata.create_all(conn, checkfirst=True)
-    _ready.add(db)
+class Held(NamedTuple):
+    """What a settle or attach found: whether it wrote, and the task's run before it."""
+
+    written: bool
+    run_id: str | None
 
 
-# ------------------------------------------------------------------------------ canonical hash
+class TaskQueue(Protocol):
+    """The storage a :class:`TaskManager` needs. Every method is atomic on its own; times are
+    epoch milliseconds; ``worker`` is the ``host:pid`` holding a task; ``query`` is Qlib's
+    Mongo-style task query (``status``/``_id``, a value or ``{"$in": [...]}``)."""
+
+    def ids_by_hash(self, pool: str, hashes: Iterable[str]) -> dict[str, int]: ...
+
+    def insert(self, pool: str, defs: Mapping[str, bytes], max_attempts: int, now: int) -> None:
+        """Add ``{hash: pickled def}`` as waiting, skipping hashes already in the pool."""
+
+    def fetch(
+        self, pool: str, query: Query, status: str, worker: str, lease_until: int, now: int
+    ) -> dict[str, Any] | None:
+        """Take the best matching task in ``status`` (priority, then age) for ``worker``."""
+
+    def reclaim(self, pool: str, now: int) -> list[Released]:
+        """Running tasks whose lease expired back where they came from (failed at the limit)."""
+
+    def renew(self, tid: int, worker: str, lease_until: int, now: int) -> bool: ...
+
+    def attach_run(self, tid: int, worker: str, run_id: str) -> Held: ...
+
+    def settle(
+        self, pool: str, tid: int, worker: str, values: Mapping[str, Any], now: int, strict: bool
+    ) -> Held:
+        """Write ``values`` (LeaseLost if another worker holds the task; with ``strict`` only
+        while ``worker`` still holds it)."""
+
+    def record_failure(self, tid: int, worker: str, error: str, now: int) -> str | None: ...
+
+    def query(self, pool: str, query: Query) -> list[dict[str, Any]]: ...
+
+    def remove(self, pool: str, query: Query) -> int: ...
+
+    def reset(self, pool: str, query: Query, status: str, now: int) -> list[Released]: ...
+
+    def prioritize(self, pool: str, tid: int, priority: int) -> bool: ...
+
+    def counts(self, pool: str, query: Query, now: int) -> tuple[dict[str, int], int]:
+        """Counts by status, and how many running tasks hold a live lease."""
+
+    def pools(self) -> list[str]: ...
+
+    def pool_stats(self, pools: Sequence[str] | None, now: int) -> dict[str, dict[str, int]]:
+        """``{pool: {status: count, "stale": running tasks whose lease expired}}``; creates
+        nothing (a listing of a store without pools is empty)."""
 
 
-def canonical(value: Any, path: str = "task") -> Any:
-    """A JSON-able form in which equal tasks are equal: dict keys in any order, tuples as
-    lists (as MongoDB stored them in Qlib), dates as ISO strings. Raises InvalidInputError
-    for values without a stable form (arbitrary objects)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"__float__": repr(value)}
-    if isinstance(value, dt.datetime):  # also pandas.Timestamp
-        return {"__datetime__": value.isoformat()}
-    if isinstance(value, (dt.date, dt.time, dt.timedelta)):
-        return {f"__{type(value).__name__}__": str(value)}
-    if isinstance(value, (list, tuple)):
-        return [canonical(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, Mapping):
-        if all(isinstance(k, str) for k in value):
-            return {k: canonical(v, f"{path}.{k}") for k, v in value.items()}
-        pairs = [[canonical(k, path), canonical(v, f"{path}[{k!r}]")] for k, v in value.items()]
-        return {"__items__": sorted(pairs, key=_dumps)}
-    if isinstance(value, (set, frozenset)):
-        return {"__set__": sorted((canonical(v, path) for v in value), key=_dumps)}
-    if isinstance(value, enum.Enum):
-        return {"__enum__": f"{type(value).__module__}.{type(value).__qualname__}.{value.name}"}
-    if isinstance(value, PurePath):
-        return {"__path__": str(value)}
-    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
-        return {"__object__": f"{value.__module__}.{value.__qualname__}"}
-    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy scalars
-        return canonical(value.item(), path)
-    raise InvalidInputError(
-        f"{path} holds a {type(value).__name__} ({_short(value)}) that has no canonical form, "
-        "so the task cannot be deduplicated: give plain values (dict, list, tuple, str, number, "
-        "bool, None, dates) or the object's config dict instead"
-    )
+def sql_queue(manager: Any) -> SQLTaskQueue:
+    """The queue in ``manager``'s SQL database."""
+    db = getattr(manager, "db", None)
+    if not isinstance(db, Database):
+        raise InvalidInputError(
+            f"task pools live in a SQL store (SQLite or PostgreSQL); {manager!r} has none: "
+            "open one with tracker.connect('DIR' or 'postgresql+psycopg://…')"
+        )
+    return SQLTaskQueue(db)
 
 
-def task_hash(task: Any) -> str:
-    """sha256 of the task's canonical JSON (sorted keys)."""
-    return hashlib.sha256(_dumps(canonical(task)).encode()).hexdigest()
+class SQLTaskQueue:
+    """:class:`TaskQueue` on the ``task_queue`` table of a tracker SQL database."""
+
+    _ready: weakref.WeakSet[Database] = weakref.WeakSet()
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def ensure_table(self) -> None:
+        """Create the table once per database; safe when several workers start at once."""
+        if self.db in self._ready:
+            return
+        with self.db.write() as conn:
+            if self.db.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_TABLE_LOCK})")
+            metadata.create_all(conn, checkfirst=True)
+        self._ready.add(self.db)
+
+    # ------------------------------------------------------------------------------ create
+
+    def ids_by_hash(self, pool: str, hashes: Iterable[str]) -> dict[str, int]:
+        unique, out = sorted(set(hashes)), {}
+        with self.db.read() as conn:
+            for i in range(0, len(unique), 500):  # well under every driver's parameter limit
+                chunk = unique[i : i + 500]
+                stmt = select(T.hash, T.id).where(T.pool == pool, T.hash.in_(chunk))
+                out.update((h, tid) for h, tid in conn.execute(stmt))
+        return out
+
+    def insert(self, pool: str, defs: Mapping[str, bytes], max_attempts: int, now: int) -> None:
+        rows = [
+            {
+                "pool": pool,
+                "status": STATUS_WAITING,
+                "priority": 0,
+                "hash": h,
+                "task_def": data,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "created": now,
+                "updated": now,
+            }
+            for h, data in defs.items()
+        ]
+        insert = (postgresql if self.db.dialect == "postgresql" else sqlite).insert(TASKS)
+        with self.db.write() as conn:  # another process may have inserted some meanwhile
+            conn.execute(insert.on_conflict_do_nothing(index_elements=["pool", "hash"]), rows)
+
+    # ------------------------------------------------------------------------------- lease
+
+    def fetch(
+        self, pool: str, query: Query, status: str, worker: str, lease_until: int, now: int
+    ) -> dict[str, Any] | None:
+        """One ``UPDATE … WHERE id = (SELECT … ORDER BY priority DESC, id LIMIT 1) RETURNING``.
+        SQLite: ``BEGIN IMMEDIATE`` holds the database's write lock for the whole statement,
+        so no two workers can pick the same row. PostgreSQL: the subquery takes the row lock
+        ``FOR UPDATE SKIP LOCKED``, so concurrent workers skip rows being handed out instead
+        of waiting and then picking the same one; the outer WHERE re-checks the status."""
+        pick = TASKS.alias("pick")
+        pc = pick.c
+        clauses = [ClauseAdapter(pick).traverse(c) for c in _where(pool, query)]
+        inner = select(pc.id).where(*clauses, pc.status == status)
+        inner = inner.order_by(pc.priority.desc(), pc.id).limit(1)
+        if self.db.dialect == "postgresql":
+            inner = inner.with_for_update(skip_locked=True)
+        values = {
+            "status": STATUS_RUNNING,
+            "fetched_from": status,
+            "worker": worker,
+            "lease_until": lease_until,
+            "updated": now,
+        }
+        stmt = (
+            update(TASKS)
+            .where(T.id == inner.scalar_subquery(), T.status == status)
+            .values(**values)
+            .returning(*TASKS.c)
+        )
+        with self.db.write() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _document(row)
+
+    def reclaim(self, pool: str, now: int) -> list[Released]:
+        """One UPDATE: on PostgreSQL a concurrent reclaimer blocks on the row lock and then
+        re-checks the WHERE against the new row (no longer running), so a task is reclaimed
+        once."""
+        message = (
+            literal("lease expired: worker ")
+            + func.coalesce(T.worker, "?")
+            + literal(" stopped renewing it (process killed or host lost)")
+        )
+        stmt = (
+            update(TASKS)
+            .where(T.pool == pool, T.status == STATUS_RUNNING, T.lease_until < now)
+            .values(**_fail_values(message), updated=now)
+            .returning(T.id, T.run_id, T.status)
+        )
+        with self.db.write() as conn:
+            return [Released(*row) for row in conn.execute(stmt)]
+
+    def renew(self, tid: int, worker: str, lease_until: int, now: int) -> bool:
+        stmt = update(TASKS).where(T.id == tid, T.status == STATUS_RUNNING, T.worker == worker)
+        with self.db.write() as conn:
+            return conn.execute(stmt.values(lease_until=lease_until, updated=now)).rowcount == 1
+
+    def attach_run(self, tid: int, worker: str, run_id: str) -> Held:
+        with self.db.write() as conn:
+            row = conn.execute(
+                select(T.run_id, T.status, T.worker).where(T.id == tid).with_for_update()
+            ).first()
+            if row is None or row.status != STATUS_RUNNING or row.worker != worker:
+                return Held(False, None)
+            conn.execute(update(TASKS).where(T.id == tid).values(run_id=run_id))
+        return Held(True, row.run_id)
+
+    # ------------------------------------------------------------------------------ settle
+
+    def settle(
+        self, pool: str, tid: int, worker: str, values: Mapping[str, Any], now: int, strict: bool
+    ) -> Held:
+        with self.db.write() as conn:
+            stmt = select(T.status, T.worker, T.run_id).where(T.id == tid, T.pool == pool)
+            row = conn.execute(stmt.with_for_update()).first()
+            if row is None:
+                raise NotFoundError(f"no task {tid} in task pool {pool!r}")
+            if row.status == STATUS_RUNNING and row.worker != worker:
+                raise LeaseLost(
+                    f"task {tid} of pool {pool!r} is held by worker {row.worker}, not {worker}: "
+                    "this worker's lease expired and the task was handed on, so this result is "
+                    "dropped (give a longer lease_seconds if the heartbeat is starved)"
+                )
+            if strict and row.status != STATUS_RUNNING:
+                return Held(False, row.run_id)
+            conn.execute(update(TASKS).where(T.id == tid).values(**values, updated=now))
+        return Held(True, row.run_id)
+
+    def record_failure(self, tid: int, worker: str, error: str, now: int) -> str | None:
+        """Count a failed attempt of a task ``worker`` holds; its new status (None if not
+        held)."""
+        stmt = update(TASKS).where(T.id == tid, T.status == STATUS_RUNNING, T.worker == worker)
+        stmt = stmt.values(**_fail_values(error), updated=now).returning(T.status)
+        with self.db.write() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else row.status
+
+    # ------------------------------------------------------------------------- maintenance
+
+    def query(self, pool: str, query: Query) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(TASKS).where(*_where(pool, query)).order_by(T.id)).all()
+        return [_document(row) for row in rows]
+
+    def remove(self, pool: str, query: Query) -> int:
+        with self.db.write() as conn:
+            return conn.execute(delete(TASKS).where(*_where(pool, query))).rowcount
+
+    def reset(self, pool: str, query: Query, status: str, now: int) -> list[Released]:
+        clauses = _where(pool, query)
+        with self.db.write() as conn:
+            stmt = select(T.id, T.run_id, T.status).where(*clauses).with_for_update()
+            rows = [Released(*row) for row in conn.execute(stmt)]
+            conn.execute(
+                update(TASKS)
+                .where(T.id.in_([r.id for r in rows]))
+                .values(status=status, worker=None, lease_until=None, attempts=0, updated=now)
+            )
+        return rows
+
+    def prioritize(self, pool: str, tid: int, priority: int) -> bool:
+        stmt = update(TASKS).where(T.id == tid, T.pool == pool).values(priority=priority)
+        with self.db.write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def counts(self, pool: str, query: Query, now: int) -> tuple[dict[str, int], int]:
+        live = func.sum(case((T.lease_until >= now, 1), else_=0))
+        stmt = select(T.status, func.count(), live).where(*_where(pool, query))
+        with self.db.read() as conn:
+            rows = conn.execute(stmt.group_by(T.status)).all()
+        n_live = sum(int(n or 0) for status, _, n in rows if status == STATUS_RUNNING)
+        return {status: int(n) for status, n, _ in rows}, n_live
+
+    def pools(self) -> list[str]:
+        with self.db.read() as conn:
+            return list(conn.execute(select(T.pool).distinct().order_by(T.pool)).scalars())
+
+    def pool_stats(self, pools: Sequence[str] | None, now: int) -> dict[str, dict[str, int]]:
+        stale = func.sum(case((T.lease_until < now, 1), else_=0))
+        stmt = select(T.pool, T.status, func.count(), stale).group_by(T.pool, T.status)
+        if pools is not None:
+            stmt = stmt.where(T.pool.in_(list(pools)))
+        out: dict[str, dict[str, int]] = {}
+        with self.db.read() as conn:
+            if not conn.dialect.has_table(conn, TASKS.name):
+                return {}
+            for pool, status, count, n_stale in conn.execute(stmt.order_by(T.pool)):
+                counts = out.setdefault(pool, {})
+                counts[status] = int(count)
+                if status == STATUS_RUNNING and n_stale:
+                    counts["stale"] = int(n_stale)
+        return out
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-# ---------------------------------------------------------------------------- results, decoding
-
-
-@dataclass(frozen=True)
-class RecorderRef:
-    """What is stored for a :class:`Recorder` result: its ids, not the live object (which
-    holds the store's connections and would not unpickle elsewhere)."""
-
-    run_id: str
-    experiment_id: str
-    name: str
-
-
-def to_storable(res: Any) -> Any:
-    """Recorders (also inside lists, tuples and dicts) replaced by :class:`RecorderRef`."""
-    if isinstance(res, Recorder) and res.id is not None:
-        return RecorderRef(res.id, str(res.experiment_id), res.name)
-    if isinstance(res, (list, tuple)):
-        return type(res)(to_storable(v) for v in res)
-    if isinstance(res, dict):
-        return {k: to_storable(v) for k, v in res.items()}
-    return res
-
-
-def from_storable(res: Any, manager: ExpManager) -> Any:
-    """:class:`RecorderRef` back into a Recorder of ``manager`` (the ref itself if the run was
-    purged meanwhile)."""
-    if isinstance(res, RecorderRef):
-        try:
-            info = manager.get_run_info(res.run_id)
-        except RunNotFound:
-            return res
-        return Recorder(manager, info.experiment_id, info.name, info=info)
-    if isinstance(res, (list, tuple)):
-        return type(res)(from_storable(v, manager) for v in res)
-    if isinstance(res, dict):
-        return {k: from_storable(v, manager) for k, v in res.items()}
-    return res
-
-
-def run_id_of(res: Any) -> str | None:
-    return res.run_id if isinstance(res, RecorderRef) else None
-
-
-def dumps(value: Any) -> bytes:
-    return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
-
-
-def row_to_task(row: Any, manager: ExpManager | None) -> dict[str, Any]:
-    """A row as Qlib's task document (``_id``, ``def``, ``filter``, ``status``, ``res``,
-    ``priority``) plus the queue's own fields. ``manager=None`` leaves ``def``/``res`` pickled."""
+def _document(row: Any) -> dict[str, Any]:
     m = row._mapping
-    if manager is None:
-        task_def, res = m["task_def"], m["res"]
-    else:
-        # Plain pickle, trusted as the pool's writers are: a worker then trains what the task
-        # names anyway (README, "What tracker trusts").
-        task_def = pickle.loads(m["task_def"])
-        res = None if m["res"] is None else from_storable(pickle.loads(m["res"]), manager)
     out = {k: m[k] for k in m if k not in ("id", "task_def", "res")}
-    return {"_id": m["id"], "def": task_def, "filter": task_def, "res": res, **out}
+    return {"_id": m["id"], "def": m["task_def"], "filter": m["task_def"], "res": m["res"], **out}
 
 
-# ---------------------------------------------------------------------------------- queries
-
-
-def where(pool: str, query: Mapping[str, Any] | None) -> list[ColumnElement[bool]]:
+def _where(pool: str, query: Query) -> list[ColumnElement[bool]]:
     """Clauses for Qlib's Mongo-style query: ``{"status": S}``, ``{"status": {"$in": […]}}``,
     ``{"_id": ID}``, ``{"_id": {"$in": […]}}`` (combined with AND)."""
     clauses: list[ColumnElement[bool]] = [T.pool == pool]
@@ -244,52 +396,7 @@ def where(pool: str, query: Mapping[str, Any] | None) -> list[ColumnElement[bool
     return clauses
 
 
-def check_status(status: Any) -> str:
-    if status not in STATUSES:
-        raise InvalidInputError(f"task status {status!r} is not one of {', '.join(STATUSES)}")
-    return str(status)
-
-
-def task_id(value: Any) -> int:
-    """A task id: an int, a digit string (as typed on a command line), or a task dict."""
-    if isinstance(value, Mapping) and "_id" in value:
-        value = value["_id"]
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
-        raise InvalidInputError(f"task id {value!r} must be a non-negative integer")
-    return int(value)
-
-
-def fetch(
-    conn: Connection,
-    dialect: str,
-    clauses: list[ColumnElement[bool]],
-    status: str,
-    values: dict[str, Any],
-) -> Any:
-    """Hand the best matching task to one worker and return its row (None if none).
-
-    One ``UPDATE … WHERE id = (SELECT … ORDER BY priority DESC, id LIMIT 1) RETURNING``.
-    SQLite: the caller's ``BEGIN IMMEDIATE`` holds the database's write lock for the whole
-    statement, so no two workers can pick the same row. PostgreSQL: the subquery takes the
-    row lock ``FOR UPDATE SKIP LOCKED``, so concurrent workers skip rows being handed out
-    instead of waiting and then picking the same one; the outer WHERE re-checks the status.
-    """
-    pick = TASKS.alias("pick")
-    pc = pick.c
-    inner = select(pc.id).where(*[ClauseAdapter(pick).traverse(c) for c in clauses])
-    inner = inner.where(pc.status == status).order_by(pc.priority.desc(), pc.id).limit(1)
-    if dialect == "postgresql":
-        inner = inner.with_for_update(skip_locked=True)
-    stmt = (
-        update(TASKS)
-        .where(T.id == inner.scalar_subquery(), T.status == status)
-        .values(**values)
-        .returning(*TASKS.c)
-    )
-    return conn.execute(stmt).first()
-
-
-def fail_values(error: Any) -> dict[str, Any]:
+def _fail_values(error: Any) -> dict[str, Any]:
     """SET values that count a failed attempt: back to the status it was fetched from, or
     ``failed`` once ``max_attempts`` is reached; the error text is kept either way."""
     status = case((T.attempts + 1 >= T.max_attempts, STATUS_FAILED), else_=T.fetched_from)
@@ -300,128 +407,3 @@ def fail_values(error: Any) -> dict[str, Any]:
         "worker": None,
         "lease_until": None,
     }
-
-
-def reclaim(conn: Connection, pool: str, now: int) -> list[Any]:
-    """Put running tasks whose lease expired back where they were fetched from (failed after
-    ``max_attempts``), counting the attempt; returns ``(id, run_id, status)`` rows.
-
-    One UPDATE: on PostgreSQL a concurrent reclaimer blocks on the row lock and then re-checks
-    the WHERE against the new row (no longer running), so a task is reclaimed once.
-    """
-    message = (
-        literal("lease expired: worker ")
-        + func.coalesce(T.worker, "?")
-        + literal(" stopped renewing it (process killed or host lost)")
-    )
-    stmt = (
-        update(TASKS)
-        .where(T.pool == pool, T.status == STATUS_RUNNING, T.lease_until < now)
-        .values(**fail_values(message), updated=now)
-        .returning(T.id, T.run_id, T.status)
-    )
-    return list(conn.execute(stmt))
-
-
-def pool_stats(conn: Connection, pools: Iterable[str] | None, now: int) -> dict[str, dict]:
-    """``{pool: {status: count, …, "stale": running tasks whose lease expired}}``."""
-    stale = func.sum(case((T.lease_until < now, 1), else_=0))
-    stmt = select(T.pool, T.status, func.count(), stale).group_by(T.pool, T.status)
-    if pools is not None:
-        stmt = stmt.where(T.pool.in_(list(pools)))
-    out: dict[str, dict[str, int]] = {}
-    for pool, status, count, n_stale in conn.execute(stmt.order_by(T.pool)):
-        counts = out.setdefault(pool, {})
-        counts[status] = int(count)
-        if status == STATUS_RUNNING and n_stale:
-            counts["stale"] = int(n_stale)
-    return out
-
-
-# ------------------------------------------------------------------- per-task statements
-
-
-class LeaseLost(InvalidStateError):
-    """This worker no longer holds the task (its lease expired and another worker took it)."""
-
-
-def new_rows(pool: str, tasks: Mapping[str, Any], max_attempts: int, now: int) -> list[dict]:
-    return [
-        {
-            "pool": pool,
-            "status": STATUS_WAITING,
-            "priority": 0,
-            "hash": h,
-            "task_def": dumps(t),
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "created": now,
-            "updated": now,
-        }
-        for h, t in tasks.items()
-    ]
-
-
-def insert_new(conn: Connection, dialect: str, rows: list[dict]) -> None:
-    """Insert, skipping tasks another process inserted meanwhile (same pool and hash)."""
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(TASKS)
-    conn.execute(insert.on_conflict_do_nothing(index_elements=["pool", "hash"]), rows)
-
-
-def ids_by_hash(conn: Connection, pool: str, hashes: Iterable[str]) -> dict[str, int]:
-    unique, out = sorted(set(hashes)), {}
-    for i in range(0, len(unique), 500):  # well under every driver's bound-parameter limit
-        stmt = select(T.hash, T.id).where(T.pool == pool, T.hash.in_(unique[i : i + 500]))
-        out.update((h, tid) for h, tid in conn.execute(stmt))
-    return out
-
-
-def renew(conn: Connection, tid: int, worker: str, until: int, now: int) -> bool:
-    """Extend the lease if ``worker`` still holds the task."""
-    stmt = update(TASKS).where(T.id == tid, T.status == STATUS_RUNNING, T.worker == worker)
-    return conn.execute(stmt.values(lease_until=until, updated=now)).rowcount == 1
-
-
-def hold(conn: Connection, pool: str, tid: int, me: str) -> Any:
-    """Lock the task's row; raise LeaseLost if another worker holds it."""
-    stmt = select(T.status, T.worker, T.run_id).where(T.id == tid, T.pool == pool)
-    row = conn.execute(stmt.with_for_update()).first()
-    if row is None:
-        raise NotFoundError(f"no task {tid} in task pool {pool!r}")
-    if row.status == STATUS_RUNNING and row.worker != me:
-        raise LeaseLost(
-            f"task {tid} of pool {pool!r} is held by worker {row.worker}, not {me}: this "
-            "worker's lease expired and the task was handed on, so this result is dropped "
-            "(give a longer lease_seconds if the heartbeat is starved)"
-        )
-    return row
-
-
-def record_failure(conn: Connection, tid: int, me: str, error: str, now: int) -> str | None:
-    """Count a failed attempt of a task ``me`` holds; its new status (None if not held)."""
-    stmt = update(TASKS).where(T.id == tid, T.status == STATUS_RUNNING, T.worker == me)
-    row = conn.execute(stmt.values(**fail_values(error), updated=now).returning(T.status)).first()
-    return None if row is None else row.status
-
-
-def counts(
-    conn: Connection, clauses: list[ColumnElement[bool]], now: int
-) -> tuple[dict[str, int], int]:
-    """Counts by status, and how many running tasks hold a live lease."""
-    live = func.sum(case((T.lease_until >= now, 1), else_=0))
-    rows = conn.execute(
-        select(T.status, func.count(), live).where(*clauses).group_by(T.status)
-    ).all()
-    n_live = sum(int(n or 0) for status, _, n in rows if status == STATUS_RUNNING)
-    return {status: int(n) for status, n, _ in rows}, n_live
-
-
-def reset(conn: Connection, clauses: list[ColumnElement[bool]], status: str, now: int) -> list:
-    """Set the status, clearing leases and attempts; returns the rows as they were."""
-    rows = conn.execute(select(T.id, T.status, T.run_id).where(*clauses).with_for_update()).all()
-    conn.execute(
-        update(TASKS)
-        .where(T.id.in_([r.id for r in rows]))
-        .values(status=status, worker=None, lease_until=None, attempts=0, updated=now)
-    )
-    return rows

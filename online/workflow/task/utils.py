@@ -17,22 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracker.errors import InvalidInputError
+from tracker.errors import CalendarRangeError, InvalidInputError
 from tracker.online.data.loader import load_ohlcv, make_synthetic_market
 
 DEFAULT_START = "1990-01-01"  # the plain business-day calendar used when no data is given
 _CHUNK = 260  # business days materialised at a time past the data (about a year)
 _CACHE: dict[tuple[Any, ...], pd.DatetimeIndex] = {}
 _CACHE_SIZE = 16
-
-
-class CalendarRangeError(InvalidInputError, KeyError):
-    """A point or shifted segment falls outside a bounded calendar.
-
-    Also a ``KeyError`` because Qlib's rolling code stops at the calendar's end by catching it.
-    """
-
-    __str__ = Exception.__str__  # KeyError's own __str__ would quote the message
 
 
 def _stamp(value: Any, what: str) -> pd.Timestamp:
