@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import ast
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +177,50 @@ def test_no_hidden_import_cycle_inside_tracker():
     assert not cycles, (
         f"import cycles inside tracker/, counting deferred imports: {describe(cycles)}"
     )
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_only_tracker(tmp_path):
+    """``pip install .`` puts ``tracker/`` and its dist-info in site-packages, nothing else
+    (online/ and cli/ land inside it), and the ``tracker`` command is the CLI."""
+    root = TRACKER_DIR.parent
+    if not (root / "pyproject.toml").is_file():
+        pytest.skip("needs the source tree (tracker/ is installed, not editable)")
+    # A clean copy: setuptools reuses a build/ folder, which may hold modules since removed.
+    source = tmp_path / "src"
+    junk = (
+        ".git",
+        ".ci",
+        "build",
+        "dist",
+        "*.egg-info",
+        "__pycache__",
+        ".*cache",
+        ".tracker",
+        ".venv",
+    )
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(*junk))
+    out = tmp_path / "wheel"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = out.glob("qlib_tracker-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        top = {name.split("/", 1)[0] for name in names}
+        (dist_info,) = (t for t in top if t.endswith(".dist-info"))
+        entry_points = zf.read(f"{dist_info}/entry_points.txt").decode()
+    assert top == {"tracker", dist_info}
+    assert re.fullmatch(r"qlib_tracker-[^-]+\.dist-info", dist_info)
+    for module in (
+        "tracker/online/workflow/task/manage.py",
+        "tracker/cli/main.py",
+        "tracker/py.typed",
+    ):
+        assert module in names
+    scripts = configparser.ConfigParser()
+    scripts.read_string(entry_points)
+    assert dict(scripts["console_scripts"]) == {"tracker": "tracker.cli.main:main"}
