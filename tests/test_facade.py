@@ -201,6 +201,7 @@ print(rec.status, rec.list_metrics()["IC"], rec.load_object("pred.pkl")["score"]
 """
 
 
+@pytest.mark.slow
 def test_qlib_style_script_then_new_process(tmp_path):
     """Qlib code ported by changing its imports, read back from another process."""
     run = subprocess.run(
