@@ -30,9 +30,8 @@ def _isolated(tmp_path, monkeypatch) -> Iterator[None]:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     yield
-    tracker.R.end_exp()
+    tracker.R.reset()
     exit_hooks.end_live_runs(tracker.RunStatus.FINISHED)
-    tracker.R._default = None
     store_mod.clear_cache()
 
 

@@ -70,6 +70,21 @@ def test_logging_with_nothing_active_auto_starts_default(tmp_path):
     assert rec.refresh().status == "FINISHED"
 
 
+def test_reset_ends_the_active_run_and_forgets_the_default_store(tmp_path, monkeypatch):
+    tracker.init(tmp_path / "s", default_exp_name="Mine")
+    R.log_metrics(x=1.0)  # auto-started in the default experiment
+    rec = R.get_recorder()
+    R.reset()
+    assert R.active_experiment is None
+    assert rec.refresh().status == "FINISHED"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("TRACKER_URI", str(tmp_path / "elsewhere"))
+    assert R.get_uri() == f"sqlite:///{tmp_path}/elsewhere/tracker.db"  # resolved again
+    assert R.exp_manager.default_exp_name == "Experiment"
+    R.reset()  # nothing active: a no-op apart from forgetting the store
+
+
 def test_get_recorder_resolution(tmp_path):
     tracker.init(tmp_path / "s")
     with R.start(experiment_name="e", recorder_name="same"):
@@ -162,7 +177,7 @@ def test_default_store_is_found_upwards(tmp_path, monkeypatch):
     with R.start(experiment_name="e"):
         pass
     assert (tmp_path / "project" / ".tracker" / "tracker.db").exists()
-    R._default = None
+    R.reset()
     monkeypatch.chdir(tmp_path / "project" / "deep")
     assert "project/.tracker" in R.get_uri()
 
@@ -186,6 +201,7 @@ print(rec.status, rec.list_metrics()["IC"], rec.load_object("pred.pkl")["score"]
 """
 
 
+@pytest.mark.slow
 def test_qlib_style_script_then_new_process(tmp_path):
     """Qlib code ported by changing its imports, read back from another process."""
     run = subprocess.run(

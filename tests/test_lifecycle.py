@@ -277,6 +277,7 @@ conn.execute("COMMIT")
 """
 
 
+@pytest.mark.slow
 def test_sqlite_lock_held_longer_than_the_busy_timeout_is_waited_out(tmp_path, monkeypatch):
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_S", 0.2)
     manager = tracker.connect(tmp_path / "s")
@@ -321,6 +322,7 @@ def terminate_busy(admin, name: str) -> int:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_backend_terminated_mid_flush_loses_nothing(pg_victim, tmp_path):
     uri, (admin, name) = pg_victim

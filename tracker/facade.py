@@ -158,6 +158,14 @@ class QlibRecorder:
         if exp is not None:
             exp.end(recorder_status)
 
+    def reset(self) -> None:
+        """Back to a fresh process's state: end the active experiment and its recorder as
+        :meth:`end_exp` does (FINISHED), and forget the default store, so the next call resolves
+        it again (``TRACKER_URI``, the working directory). For tests and notebooks."""
+        self.end_exp(RunStatus.FINISHED)
+        self._default = None
+        self._default_exp_name = "Experiment"
+
     # ---------------------------------------------------------------------------- experiments
 
     def get_exp(

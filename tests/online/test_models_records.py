@@ -133,6 +133,7 @@ def test_ridge_shrinks_and_honours_weights(panel):
     np.testing.assert_allclose(weighted.coef_, subset.coef_, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_lgb_learns_and_early_stops_on_valid(panel, capfd):
     model = LGBModel(num_boost_round=1000, early_stopping_rounds=20, **LGB_SMALL)
     model.fit(panel)
@@ -160,6 +161,7 @@ def test_lgb_without_valid_runs_all_rounds(panel):
     assert model.best_iteration == 15
 
 
+@pytest.mark.slow
 def test_lgb_is_seed_deterministic(panel):
     params = {"num_boost_round": 30, "bagging_fraction": 0.7, "bagging_freq": 1}
     params |= {"feature_fraction": 0.6, **LGB_SMALL}

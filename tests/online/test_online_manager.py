@@ -95,6 +95,7 @@ def check_run(name: str, signals, begin=BEGIN, end=END) -> None:
 # ------------------------------------------------------------------------------ simulation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [False, True], ids=["trainer", "delay-trainer"])
 def test_simulate_trains_each_window_and_signals_every_day(store, delay):
     name = f"sim_{delay}"
@@ -150,6 +151,7 @@ def online_days(tmp_path: Path, name: str, trainer, reload: bool) -> pd.Series:
     return manager.get_signals()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [False, True], ids=["trainer", "delay-trainer"])
 def test_online_routine_per_day(store, tmp_path, delay):
     name = f"online_{delay}"
@@ -238,6 +240,7 @@ def test_two_worker_processes(store, kind):
         assert {r.list_params()["cmd-sys.argv"] for r in recs} == {"-c"}
 
 
+@pytest.mark.slow
 def test_simulate_with_rm_delay_trainer_matches(store):
     manager = OnlineManager(
         strategy("sim_rm", make_task()), DelayTrainerRM("sim_rm"), begin_time=BEGIN
@@ -251,6 +254,7 @@ def test_simulate_with_rm_delay_trainer_matches(store):
 # ------------------------------------------------------------------------------------ CLI
 
 
+@pytest.mark.slow
 def test_tracker_online_cli(store, tmp_path):
     online_days(tmp_path, "op", TrainerR(), reload=False)
     TaskManager("op-pool").create_task([{"n": 1}])

@@ -88,6 +88,7 @@ def run_cli(uri: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_tracker_online_runs_no_code_from_the_store(planted):
     uri, ids, marker = planted
     done = run_cli(uri, "online", "op")
