@@ -82,7 +82,8 @@ def import_mlflow(
     twice adds nothing; a run `tracker export mlflow` wrote comes back under its own id, so
     a round trip adds nothing either. Every run is checked before anything is written, and
     written all or nothing (one an interrupted import left is written again)."""
-    from tracker.migrate import import_runs, open_mlflow_source
+    from tracker.migrate import import_runs
+    from tracker.migrate.mlflow_source import open_mlflow_source
 
     src = open_mlflow_source(source)
     try:

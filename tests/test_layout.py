@@ -161,16 +161,6 @@ def test_no_import_cycle_inside_tracker():
     assert not cycles, f"import cycles inside tracker/: {describe(cycles)}"
 
 
-# Present when this test was written; the ones issue 10 removes. The coordinator removes the
-# xfail once the list is empty (the test then passes, an xfail(strict=False) reports XPASS).
-HIDDEN_CYCLES_TODAY = (
-    "tracker.experiment -> tracker.recorder -> tracker.manager -> tracker.experiment",
-    "tracker.registry -> tracker.uri -> tracker.registry",
-    "tracker.migrate -> tracker.migrate.mlflow_files -> tracker.migrate",
-)
-
-
-@pytest.mark.xfail(reason="hidden cycles: " + "; ".join(HIDDEN_CYCLES_TODAY), strict=False)
 def test_no_hidden_import_cycle_inside_tracker():
     """Not even through an import inside a function (issue 10: no cycle, hidden or not)."""
     cycles = find_cycles(import_graph(deferred=True))

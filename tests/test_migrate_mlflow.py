@@ -379,7 +379,7 @@ def test_unreachable_artifacts_are_reported_and_the_run_imported(tmp_path, monke
 def test_readers_do_not_import_mlflow(sources):
     code = (
         "import sys\n"
-        "from tracker.migrate import open_mlflow_source\n"
+        "from tracker.migrate.mlflow_source import open_mlflow_source\n"
         f"for uri in {[sources['files'].uri, sources['sqlite'].uri]!r}:\n"
         "    src = open_mlflow_source(uri)\n"
         "    assert [r.load() for r in src.runs()]\n"

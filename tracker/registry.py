@@ -21,6 +21,7 @@ from tracker.errors import (
     UnsupportedURIError,
     install_hint,
 )
+from tracker.redact import mask
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,6 @@ def scheme_of(uri: str) -> str:
 
 
 def _spec(uri: str) -> BackendSpec | type:
-    from tracker.uri import mask  # not at the top: tracker.uri imports this module
 
     _load_entry_points()
     scheme = scheme_of(uri)
@@ -76,7 +76,6 @@ def _spec(uri: str) -> BackendSpec | type:
 def get_backend_class(uri: str) -> type:
     """The backend class for a resolved URI; ``postgresql+psycopg`` falls back to
     ``postgresql``, ``mlflow+sqlite`` to ``mlflow``."""
-    from tracker.uri import mask
 
     spec = _spec(uri)
     if isinstance(spec, type):

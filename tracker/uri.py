@@ -8,32 +8,16 @@ is a local store holding ``tracker.db`` and ``artifacts/``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from tracker.errors import ConfigError
+from tracker.redact import MASK, mask  # noqa: F401  (re-exported: most callers import it here)
 from tracker.registry import scheme_of
 
 STORE_DIR = ".tracker"
 DB_NAME = "tracker.db"
 ARTIFACT_DIR = "artifacts"
-MASK = "***"
-
-# The password of ``scheme://user:password@host``: greedy up to the last "@" of the authority,
-# so a password holding "@" is masked whole.
-_USERINFO_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^/?#\s]*(?=@)")
-# ``?password=…`` in a URL query and ``password=…`` in a libpq keyword string.
-_KEY_PASSWORD = re.compile(r"(?i)((?<![\w.-])(?:password|passwd|pwd)\s*=\s*)('[^']*'|[^&\s'\"]+)")
-
-
-def mask(text: str) -> str:
-    """``text`` with the password of every URI in it (and every ``password=`` value) replaced
-    by ``***``; everything else is kept. Use it wherever a URI or a driver's message may be
-    shown: errors, logs, reprs, command output. ``R.get_uri()`` still returns what was given.
-    """
-    text = _USERINFO_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
-    return _KEY_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
 
 
 @dataclass(frozen=True)
