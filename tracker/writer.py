@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tracker.entities import Metric, RunInfo, RunStatus
 from tracker.errors import InvalidTransition, StoreUnavailable, TrackerError
-from tracker.exit_hooks import status_for  # noqa: F401  (tracker.facade's name for it)
 
 if TYPE_CHECKING:
     from tracker.manager import ExpManager
