@@ -671,7 +671,8 @@ def start_import(dst: Path, bundle: Path, run_id: str) -> subprocess.Popen[bytes
         stdout=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
-    while run_state(dst / "tracker.db", run_id) is None:
+    # Marked SCHEDULED (right after its insert, which reads RUNNING for an instant).
+    while (run_state(dst / "tracker.db", run_id) or ("",))[0] != "SCHEDULED":
         assert child.poll() is None, "the import ended before it was caught half-way"
         assert time.monotonic() < deadline
         time.sleep(0.005)
