@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracker
-from tracker import R
+from tracker import R, objects
 from tracker.cli.main import cli
 from tracker.online.workflow.config import load_config, validate_task
 
@@ -131,7 +131,7 @@ def test_synthetic_workflow_runs_end_to_end(path, tmp_path):
     assert result.exit_code == 0, result.output
     assert re.search(r"in experiment '\w+': FINISHED", result.output)
     manager = tracker.connect(store)
-    exp = manager.get_exp(experiment_name=path.stem, create=False)
+    exp = objects.get_exp(manager, experiment_name=path.stem, create=False)
     (run,) = exp.list_recorders().values()
     assert run.status == "FINISHED"
     assert {"IC", "ICIR"} <= set(run.list_metrics())

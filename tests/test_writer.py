@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 
 import tracker
-from tracker import Recorder, writer
+from tracker import Recorder, objects, writer
 
 
 def started(manager: tracker.ExpManager, name: str = "r") -> Recorder:
-    exp = manager.get_exp(experiment_name="e")
+    exp = objects.get_exp(manager, experiment_name="e")
     return Recorder(manager, exp.id, name).start_run()
 
 
