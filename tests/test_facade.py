@@ -234,3 +234,22 @@ def test_heartbeat_is_refreshed_in_the_background(tmp_path, use_writer):
         time.sleep(0.5)
         assert rec.refresh().run_info.heartbeat > first
         assert R.exp_manager.stale_runs(stale_after=5) == []
+
+
+def test_not_found_is_a_value_error_as_in_qlib(tmp_path):
+    """Qlib raises ValueError for a missing experiment or recorder, and Qlib code catches
+    ValueError (examples/run_all_model.py, qlib/contrib/rolling); LookupError still works."""
+    R.set_uri(str(tmp_path / "store"))
+    with R.start(experiment_name="exp"):
+        pass
+    missing = [
+        lambda: R.get_exp(experiment_name="nope", create=False),
+        lambda: R.get_recorder(recorder_id="0" * 32, experiment_name="exp"),
+        lambda: R.get_recorder(recorder_name="nope", experiment_name="exp"),
+        lambda: R.delete_exp(experiment_name="nope"),
+        lambda: R.delete_recorder(recorder_id="0" * 32, experiment_name="exp"),
+    ]
+    for call in missing:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert isinstance(info.value, LookupError)

@@ -7,8 +7,8 @@ Each branch also subclasses the matching built-in, so ``except LookupError`` kee
     │   ├── UnsupportedURIError (ValueError)
     │   └── BackendUnavailable (ImportError)
     ├── NotFoundError (LookupError)
-    │   ├── ExperimentNotFound
-    │   ├── RunNotFound
+    │   ├── ExperimentNotFound (also ValueError, as Qlib raises)
+    │   ├── RunNotFound (also ValueError, as Qlib raises)
     │   └── ArtifactNotFound (also FileNotFoundError)
     ├── AlreadyExistsError
     ├── InvalidInputError (ValueError)
@@ -69,11 +69,11 @@ class NotFoundError(TrackerError, LookupError):
     """Something looked up by id, name or path does not exist."""
 
 
-class ExperimentNotFound(NotFoundError):
+class ExperimentNotFound(NotFoundError, ValueError):
     """No (active) experiment with that id or name."""
 
 
-class RunNotFound(NotFoundError):
+class RunNotFound(NotFoundError, ValueError):
     """No run (recorder) with that id or name."""
 
 
