@@ -19,7 +19,7 @@ from tracker import registry
 from tracker.cli.context import Context
 from tracker.cli.progress import progress_bars
 from tracker.errors import InvalidQueryError
-from tracker.uri import mask
+from tracker.redact import mask, one_line
 
 DEBUG_ENV = "TRACKER_DEBUG"
 
@@ -61,7 +61,7 @@ def describe(error: Exception) -> str:
 
 
 def _one_line(error: BaseException) -> str:
-    return mask(" ".join(str(error).split()) or type(error).__name__)
+    return one_line(error) or type(error).__name__
 
 
 def _is_cloud_error(error: Exception) -> bool:

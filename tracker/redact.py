@@ -20,3 +20,9 @@ def mask(text: str) -> str:
     """
     text = _USERINFO_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
     return _KEY_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line, passwords masked (drivers may quote a connection
+    string, and multi-line messages break a one-line error)."""
+    return mask(" ".join(str(error).split()))

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tracker.entities import Metric, RunInfo, RunStatus
 from tracker.errors import InvalidTransition, StoreUnavailable, TrackerError
+from tracker.stale import now_ms
 
 if TYPE_CHECKING:
     from tracker.manager import ExpManager
@@ -180,14 +181,14 @@ class LogBuffer:
             if self.ended:
                 return
             try:
-                info = self.manager.beat(self.run_id, _now_ms(), BEAT_WAIT)
+                info = self.manager.beat(self.run_id, now_ms(), BEAT_WAIT)
                 if info.status is not RunStatus.RUNNING and _unreap(self.manager, self.run_id):
                     self.manager.update_run(
                         self.run_id,
                         status=RunStatus.RUNNING,
                         expect=[info.status],
                         end_time=None,
-                        heartbeat=_now_ms(),
+                        heartbeat=now_ms(),
                         pid=os.getpid(),
                         host=socket.gethostname(),
                     )
@@ -218,10 +219,6 @@ def _noted(error: E, note: str) -> E:
     first = error.args[0] if error.args and isinstance(error.args[0], str) else ""
     error.args = (f"{first}; {note}" if first else note, *error.args[1:])
     return error
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _unreap(manager: ExpManager, run_id: str) -> bool:
@@ -406,7 +403,7 @@ def end(buffer: LogBuffer, status: RunStatus) -> RunInfo:
             buffer.raise_error()
         except Exception:
             try:
-                manager.update_run(run_id, status=RunStatus.FAILED, end_time=_now_ms())
+                manager.update_run(run_id, status=RunStatus.FAILED, end_time=now_ms())
             except TrackerError:
                 pass
             raise
@@ -414,10 +411,10 @@ def end(buffer: LogBuffer, status: RunStatus) -> RunInfo:
             buffer.ended = True
             try:
                 return manager.update_run(
-                    run_id, status=status, expect=[RunStatus.RUNNING], end_time=_now_ms()
+                    run_id, status=status, expect=[RunStatus.RUNNING], end_time=now_ms()
                 )
             except InvalidTransition:  # a reaper, or another process resuming it, ended it
                 _unreap(manager, run_id)
-                return manager.update_run(run_id, status=status, end_time=_now_ms())
+                return manager.update_run(run_id, status=status, end_time=now_ms())
     finally:
         writer.forget(run_id)

@@ -33,7 +33,7 @@ from tracker.errors import (
     StoreError,
     StoreUnavailable,
 )
-from tracker.uri import mask
+from tracker.redact import mask, one_line
 
 BUSY_TIMEOUT_S = 60.0
 #: A store call retries a transient error for this long after its first failure: enough for
@@ -250,14 +250,10 @@ def _translate() -> Iterator[None]:
         yield
     except exc.DBAPIError as e:
         kind = StoreUnavailable if is_transient(e) else StoreError
-        raise kind(f"database error: {_one_line(e.orig)}") from e
+        raise kind(f"database error: {one_line(e.orig)}") from e
     except exc.SQLAlchemyError as e:
         kind = StoreUnavailable if is_transient(e) else StoreError
-        raise kind(f"database error: {_one_line(e)}") from e
-
-
-def _one_line(error: BaseException) -> str:
-    return mask(" ".join(str(error).split()))
+        raise kind(f"database error: {one_line(e)}") from e
 
 
 def _make_engine(url: str) -> Engine:
@@ -272,7 +268,7 @@ def _make_engine(url: str) -> Engine:
             f"{mask(url)!r} needs the database driver {e.name or e}: pip install it"
         ) from e
     except (exc.ArgumentError, ValueError) as e:
-        raise ConfigError(f"{mask(url)!r} is not a usable database URL: {_one_line(e)}") from e
+        raise ConfigError(f"{mask(url)!r} is not a usable database URL: {one_line(e)}") from e
 
 
 def _sqlite_engine(url: str) -> Engine:
